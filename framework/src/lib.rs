@@ -1,0 +1,20 @@
+//! Steward's module framework.
+//!
+//! - [`config`]: the stack file (`steward.toml`) → an effective [`config::Stack`], with every error
+//!   located (file, line, column, key) — the loader is the only code that reads TOML.
+//! - [`graph`]: dependency order (pure).
+//! - [`lifecycle`]: the module state enum, its one transition function, and the event types.
+//! - [`core`]: the supervisor's decisions (start/stop ordering, restart and backoff, health gating, profile
+//!   diffs) as pure functions over data and time. No I/O.
+//! - [`process`], [`probe`]: the edge — spawning process groups, capturing output, signals, health checks.
+//! - [`engine`]: the async driver that feeds real-world inputs to the core and executes its actions.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod core;
+pub mod engine;
+pub mod graph;
+pub mod lifecycle;
+pub mod probe;
+pub mod process;
+pub mod store;

@@ -1,0 +1,919 @@
+//! The store and the memory: every log line, event, run and note in one SQLite file, searchable.
+//!
+//! # Shape
+//! - [`line`] and [`mask`] are pure: bytes → masked, ANSI-stripped, level-tagged text. Unit-tested alone.
+//! - One **writer thread** owns the write connection. Everything that changes the database goes through one
+//!   FIFO queue to it: log lines (from [`LogSink`]s), events ([`Store::record_event`]), notes, flushes and
+//!   retention requests. It commits in batches (at most [`StoreOptions::batch_rows`] rows or
+//!   [`StoreOptions::batch_interval`] after the batch's first row, whichever comes first) and, between
+//!   batches, deletes old logs in small steps ([`RetentionPolicy`]).
+//! - **Reads** use a small pool of their own connections (WAL: readers never wait for the writer), so any
+//!   number of threads may search at once and several [`Store`] clones share one writer and one pool.
+//!
+//! # Back-pressure
+//! Log lines are *processed* (decoded, stripped, masked, parsed) on the caller's thread — in the daemon that
+//! is each module's pipe reader, so the work spreads over cores — and then queued. The queue holds at most
+//! [`StoreOptions::queue_lines`] log lines: when it is full, [`LogSink::send`] waits until the writer
+//! catches up. The module's pipe reader therefore stops reading, the pipe fills, and the *module* blocks on
+//! its own writes: back-pressure is per module and nothing is lost. Callers that must never wait use
+//! [`LogSink::try_send`] (a full queue is an error they handle, counted in [`StoreStats::rejected`]).
+//! Events, notes and flushes are not counted against the cap and never wait for room: the engine and the API
+//! never block on log volume (they may wait for their own *reply*: `flush` and `add_note` do).
+//!
+//! # Errors in the writer
+//! An I/O error, a full disk or any SQLite failure rolls the current batch back, adds its rows to
+//! [`StoreStats::dropped`], records [`StoreStats::last_error`] and goes on with the next batch: the writer
+//! never panics and never stops because of the disk. `flush()` still returns once everything before it was
+//! either committed or counted as dropped.
+
+pub mod line;
+pub mod mask;
+mod matcher;
+mod read;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::lifecycle::{Event, LogLine, RunId, Stream, now_ms};
+
+pub use line::{Level, ProcessedLine};
+pub use read::{HIGHLIGHT_END, HIGHLIGHT_START, fts_query};
+
+use mask::PemState;
+use writer::{LogRow, Msg};
+
+/// Errors of the store. Every error that concerns the file names its path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database could not be opened or prepared.
+    #[error("cannot open the store at {path}: {message}")]
+    Open {
+        /// Database file.
+        path: PathBuf,
+        /// What SQLite or the file system said.
+        message: String,
+    },
+    /// The file exists but is not a usable SQLite database.
+    #[error("the store at {path} is corrupt or not a Steward database ({message}); move it aside to start afresh")]
+    Corrupt {
+        /// Database file.
+        path: PathBuf,
+        /// What SQLite said.
+        message: String,
+    },
+    /// The database was written by a newer Steward.
+    #[error("the store at {path} has schema version {found}; this Steward understands up to {supported}")]
+    TooNew {
+        /// Database file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: i64,
+        /// Highest version this build knows.
+        supported: i64,
+    },
+    /// A query or write failed.
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The log queue is full (only from [`LogSink::try_send`]).
+    #[error("the store's log queue is full")]
+    QueueFull,
+    /// The writer thread has stopped (the store was dropped or shut down).
+    #[error("the store's writer has stopped")]
+    Closed,
+    /// A file-system error around the database file.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path concerned.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    fn open(path: &Path, e: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        let corrupt = matches!(e.sqlite_error_code(), Some(NotADatabase | DatabaseCorrupt));
+        let message = e.to_string();
+        if corrupt {
+            StoreError::Corrupt { path: path.to_path_buf(), message }
+        } else {
+            StoreError::Open { path: path.to_path_buf(), message }
+        }
+    }
+}
+
+/// Result alias of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How much log history to keep. Enforced by the writer in steps of at most [`RETENTION_STEP_ROWS`] rows
+/// between ingestion batches. Notes are never deleted; events and runs are deleted by age only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RetentionPolicy {
+    /// Upper bound on the bytes *in use* in the database file: `(page_count − freelist_count) × page_size`
+    /// (freed pages are reused, so the file itself stays at its high-water mark until `db vacuum`). The
+    /// oldest logs are deleted while it is above. Default 256 MiB.
+    pub max_bytes: u64,
+    /// Logs and events older than this are deleted. Default 14 days.
+    pub max_age: Duration,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy { max_bytes: 256 * 1024 * 1024, max_age: Duration::from_secs(14 * 24 * 3600) }
+    }
+}
+
+/// Largest number of log rows one retention step deletes (one short transaction).
+pub const RETENTION_STEP_ROWS: usize = 10_000;
+
+/// Log rows moved into the full-text index per indexing step (one transaction, ~0.1 s).
+pub const INDEX_STEP_ROWS: usize = 20_000;
+
+/// Above this many unindexed log rows, the writer indexes after every batch, so ingestion slows to the
+/// indexing rate instead of letting the scanned tail grow (searches scan at most this many rows).
+pub const MAX_UNINDEXED_ROWS: usize = 1_000_000;
+
+/// Tuning of a store; [`Default`] is what the daemon uses.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// History to keep.
+    pub retention: RetentionPolicy,
+    /// Log lines the queue holds before [`LogSink::send`] waits (default 65,536 ≈ 15 MB of ~100-byte lines).
+    pub queue_lines: usize,
+    /// A batch is committed after this many rows… (default 5,000)
+    pub batch_rows: usize,
+    /// …or this long after its first row, whichever comes first (default 50 ms).
+    pub batch_interval: Duration,
+    /// Hard ceiling on the database file (SQLite `max_page_count`): writes that would grow the file past it
+    /// fail as "database or disk is full", exactly like a full disk. None (default) = no ceiling.
+    pub hard_max_bytes: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            retention: RetentionPolicy::default(),
+            queue_lines: 65_536,
+            batch_rows: 5_000,
+            batch_interval: Duration::from_millis(50),
+            hard_max_bytes: None,
+        }
+    }
+}
+
+/// What [`Store::search`] searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Log lines.
+    Log,
+    /// Engine events (state changes, runs, configuration).
+    Event,
+    /// Notes: remembered by the user or written for incidents.
+    Note,
+}
+
+/// A memory search. `text` is plain words (see [`fts_query`] for exactly how it is read); an empty text
+/// lists the most recent entries that pass the filters.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    /// Words to find (all of them), `"quoted phrases"`, `prefix*`.
+    pub text: String,
+    /// Only this project.
+    pub project: Option<String>,
+    /// Only this module.
+    pub module: Option<String>,
+    /// Kinds to search; empty = all.
+    pub kinds: Vec<Kind>,
+    /// Minimum level of logs and events (notes have no level and are not filtered by it).
+    pub level: Option<Level>,
+    /// Only entries at or after this time (ms since the epoch).
+    pub since_ms: Option<u64>,
+    /// Only entries at or before this time.
+    pub until_ms: Option<u64>,
+    /// Maximum hits; 0 = 50.
+    pub limit: usize,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// What it is.
+    pub kind: Kind,
+    /// Row id within its kind (log id, event id, note id).
+    pub id: i64,
+    /// When (ms since the epoch).
+    pub ts_ms: u64,
+    /// Project.
+    pub project: String,
+    /// Module, when the entry belongs to one.
+    pub module: Option<String>,
+    /// Process run (logs only).
+    pub run: Option<RunId>,
+    /// Level (logs and events).
+    pub level: Option<Level>,
+    /// An excerpt of the entry around the match, with every matched term wrapped in [`HIGHLIGHT_START`]
+    /// (`\u{1}`) … [`HIGHLIGHT_END`] (`\u{2}`) and `…` where text was left out. The stored search text
+    /// never contains these two control characters, so the markers are unambiguous.
+    pub snippet: String,
+    /// Higher is better; see [`Store::search`] for the formula.
+    pub score: f64,
+}
+
+/// Filter and page for [`Store::query_logs`].
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// Only this project.
+    pub project: Option<String>,
+    /// Only this module.
+    pub module: Option<String>,
+    /// Only this run.
+    pub run: Option<RunId>,
+    /// Minimum level; lines of unknown level are left out when set.
+    pub level: Option<Level>,
+    /// Words that must occur (full-text, like [`SearchQuery::text`]).
+    pub text: Option<String>,
+    /// Exact, case-sensitive substring of the (ANSI-stripped) line, like `grep -F`.
+    pub grep: Option<String>,
+    /// At or after this time.
+    pub since_ms: Option<u64>,
+    /// At or before this time.
+    pub until_ms: Option<u64>,
+    /// Page forward: rows with id greater than this, oldest first.
+    pub after_id: Option<i64>,
+    /// Page backward: rows with id less than this.
+    pub before_id: Option<i64>,
+    /// Maximum rows; 0 = 100.
+    pub limit: usize,
+}
+
+/// A stored log line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogRecord {
+    /// Row id: increasing in arrival order; use it as a paging cursor.
+    pub id: i64,
+    /// Capture time (ms since the epoch).
+    pub ts_ms: u64,
+    /// Project.
+    pub project: String,
+    /// Module.
+    pub module: String,
+    /// Process run.
+    pub run: RunId,
+    /// Which pipe.
+    pub stream: Stream,
+    /// Level, parsed or guessed.
+    pub level: Option<Level>,
+    /// The line for display: masked, ANSI escapes kept.
+    pub message: String,
+    /// The line as indexed: masked, ANSI stripped.
+    pub text: String,
+    /// Fields of a JSON line.
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Invalid UTF-8 was escaped (`\xNN`, `\\`); [`LogRecord::bytes`] restores the bytes.
+    pub escaped: bool,
+    /// The line was cut (the text ends with [`line::TRUNCATION_MARKER`]).
+    pub truncated: bool,
+    /// A secret was masked in it.
+    pub masked: bool,
+}
+
+impl LogRecord {
+    /// The line's bytes as captured (after masking and truncation): exact even for invalid UTF-8.
+    pub fn bytes(&self) -> Vec<u8> {
+        if self.escaped { line::unescape_bytes(&self.message) } else { self.message.as_bytes().to_vec() }
+    }
+}
+
+/// Filter and page for [`Store::query_events`].
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only this project.
+    pub project: Option<String>,
+    /// Only this module.
+    pub module: Option<String>,
+    /// Only these kinds (`transition`, `run_started`, `run_ended`, `config_applied`, `config_rejected`).
+    pub kinds: Vec<String>,
+    /// Minimum level.
+    pub level: Option<Level>,
+    /// At or after this time.
+    pub since_ms: Option<u64>,
+    /// At or before this time.
+    pub until_ms: Option<u64>,
+    /// Page forward (oldest first).
+    pub after_id: Option<i64>,
+    /// Page backward.
+    pub before_id: Option<i64>,
+    /// Maximum rows; 0 = 100.
+    pub limit: usize,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    /// Row id.
+    pub id: i64,
+    /// When.
+    pub ts_ms: u64,
+    /// Project.
+    pub project: String,
+    /// Module, if the event concerns one.
+    pub module: Option<String>,
+    /// Kind (`transition`, `run_ended`, …).
+    pub kind: String,
+    /// Level: error for failures and non-zero exits, warn for backoff, info otherwise.
+    pub level: Level,
+    /// One line for people.
+    pub text: String,
+    /// The event as JSON (the serialized [`EventKind`]).
+    pub payload: serde_json::Value,
+}
+
+/// A note to remember.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NoteInput {
+    /// Project.
+    pub project: String,
+    /// Module it is about, if any.
+    pub module: Option<String>,
+    /// The text (secrets in it are masked too).
+    pub text: String,
+    /// Tags (whitespace inside a tag becomes `-`).
+    pub tags: Vec<String>,
+    /// Where it came from: see [`note_source`].
+    pub source: String,
+}
+
+/// Conventional values of [`NoteInput::source`].
+pub mod note_source {
+    /// `steward remember`.
+    pub const CLI: &str = "cli";
+    /// "Remember selection" in the editor.
+    pub const EDITOR: &str = "editor";
+    /// Written by [`super::Store::record_incident`].
+    pub const INCIDENT: &str = "incident";
+}
+
+/// A stored note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NoteRecord {
+    /// Row id.
+    pub id: i64,
+    /// When.
+    pub ts_ms: u64,
+    /// Project.
+    pub project: String,
+    /// Module.
+    pub module: Option<String>,
+    /// Text (masked).
+    pub text: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Source.
+    pub source: String,
+}
+
+/// A process run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    /// Project.
+    pub project: String,
+    /// Module.
+    pub module: String,
+    /// Run id.
+    pub run: RunId,
+    /// Process id.
+    pub pid: Option<u32>,
+    /// Start time.
+    pub started_ms: u64,
+    /// End time, if ended.
+    pub ended_ms: Option<u64>,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Signal.
+    pub signal: Option<i32>,
+    /// Why it ended.
+    pub reason: Option<String>,
+}
+
+/// Counters and sizes, for `steward doctor` and the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    /// Log rows in the database.
+    pub log_rows: u64,
+    /// Event rows.
+    pub event_rows: u64,
+    /// Note rows.
+    pub note_rows: u64,
+    /// Bytes in use: `(page_count − freelist_count) × page_size` (what retention limits).
+    pub used_bytes: u64,
+    /// Size of the database file plus its WAL.
+    pub file_bytes: u64,
+    /// Log rows committed by this process.
+    pub written: u64,
+    /// Rows lost to write errors (disk full, I/O errors) since open.
+    pub dropped: u64,
+    /// Lines refused by [`LogSink::try_send`] because the queue was full.
+    pub rejected: u64,
+    /// Log rows deleted by retention since open.
+    pub retained_deleted: u64,
+    /// Log lines waiting in the queue.
+    pub queued: u64,
+    /// Committed log rows not yet in the full-text index (searches scan them directly).
+    pub unindexed: u64,
+    /// The last write error, if any.
+    pub last_error: Option<String>,
+}
+
+/// What one [`Store::enforce_retention`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionReport {
+    /// Log rows deleted because they were too old.
+    pub logs_by_age: u64,
+    /// Log rows deleted to get under the size limit.
+    pub logs_by_size: u64,
+    /// Events deleted because they were too old.
+    pub events_by_age: u64,
+    /// Bytes in use afterwards.
+    pub used_bytes: u64,
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Shared state between the handles and the writer
+
+/// Counters written by the writer and read by `stats()`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
+    pub rejected: AtomicU64,
+    pub retained_deleted: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Counters {
+    pub(crate) fn set_error(&self, e: &dyn std::fmt::Display) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(e.to_string());
+        }
+    }
+}
+
+/// The cap on queued log lines (see "Back-pressure" above).
+#[derive(Debug)]
+pub(crate) struct Gate {
+    queued: AtomicUsize,
+    cap: usize,
+    waiters: AtomicUsize,
+    closed: AtomicBool,
+    lock: Mutex<()>,
+    room: Condvar,
+}
+
+impl Gate {
+    fn new(cap: usize) -> Gate {
+        Gate {
+            queued: AtomicUsize::new(0),
+            cap: cap.max(1),
+            waiters: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            room: Condvar::new(),
+        }
+    }
+
+    /// Takes a slot, waiting while the queue is full.
+    fn acquire(&self) -> Result<()> {
+        if self.queued.load(Ordering::SeqCst) < self.cap {
+            self.queued.fetch_add(1, Ordering::SeqCst);
+            return Ok(());
+        }
+        let mut guard = self.lock.lock().map_err(|_| StoreError::Closed)?;
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        while self.queued.load(Ordering::SeqCst) >= self.cap && !self.closed.load(Ordering::SeqCst) {
+            // The timeout is only a safety net; `release` notifies.
+            match self.room.wait_timeout(guard, Duration::from_millis(100)) {
+                Ok((g, _)) => guard = g,
+                Err(_) => {
+                    self.waiters.fetch_sub(1, Ordering::SeqCst);
+                    return Err(StoreError::Closed);
+                }
+            }
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        drop(guard);
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn try_acquire(&self) -> bool {
+        if self.queued.load(Ordering::SeqCst) < self.cap {
+            self.queued.fetch_add(1, Ordering::SeqCst);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives back `n` slots (the writer took `n` lines off the queue, or a send failed).
+    pub(crate) fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.queued.fetch_sub(n, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _g = self.lock.lock();
+            self.room.notify_all();
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _g = self.lock.lock();
+        self.room.notify_all();
+    }
+}
+
+/// (project, module, run, stream code).
+type StreamKey = (Arc<str>, String, RunId, u8);
+
+/// Per-(project, module, run, stream) masking state, shared by all sinks. Only streams inside a private
+/// key block have an entry, so the common path never takes the lock.
+#[derive(Debug, Default)]
+struct PemStates {
+    open: AtomicUsize,
+    map: Mutex<std::collections::HashMap<StreamKey, PemState>>,
+}
+
+impl PemStates {
+    fn process(&self, project: &Arc<str>, line: &LogLine) -> ProcessedLine {
+        if self.open.load(Ordering::Relaxed) == 0 && !contains(&line.bytes, b"-----BEGIN") {
+            let mut fresh = PemState::default();
+            let p = line::process_line(&line.bytes, line.truncated, &mut fresh);
+            if !fresh.in_block() {
+                return p;
+            }
+            // The line opened a block: remember it for the stream's next lines.
+            if let Ok(mut map) = self.map.lock() {
+                map.insert((project.clone(), line.module.clone(), line.run, writer::stream_code(line.stream) as u8), fresh);
+                self.open.store(map.len(), Ordering::Relaxed);
+            }
+            return p;
+        }
+        let Ok(mut map) = self.map.lock() else {
+            return line::process_line(&line.bytes, line.truncated, &mut PemState::default());
+        };
+        let key = (project.clone(), line.module.clone(), line.run, writer::stream_code(line.stream) as u8);
+        let mut state = map.remove(&key).unwrap_or_default();
+        let p = line::process_line(&line.bytes, line.truncated, &mut state);
+        if state.in_block() {
+            map.insert(key, state);
+        }
+        self.open.store(map.len(), Ordering::Relaxed);
+        p
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    let first = needle[0];
+    let mut i = 0;
+    while let Some(p) = hay[i..].iter().position(|&b| b == first) {
+        let at = i + p;
+        if hay[at..].starts_with(needle) {
+            return true;
+        }
+        i = at + 1;
+    }
+    false
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Sinks
+
+/// Where module output goes: cheap to clone (one per pipe reader), `Send + Sync`.
+///
+/// Each call processes the line on the calling thread (a few microseconds), then queues it for the writer.
+/// [`send`](LogSink::send) waits while the queue is full (per-module back-pressure, see the module docs);
+/// [`try_send`](LogSink::try_send) never waits.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    tx: mpsc::Sender<Msg>,
+    gate: Arc<Gate>,
+    pem: Arc<PemStates>,
+    counters: Arc<Counters>,
+}
+
+impl LogSink {
+    /// Queues a line captured now. Waits while the queue is full.
+    pub fn send(&self, project: &Arc<str>, line: LogLine) -> Result<()> {
+        self.send_at(project, line, now_ms())
+    }
+
+    /// Queues a line captured at `ts_ms`. Waits while the queue is full. The stored time is clamped so it
+    /// never goes below the previous row's (time order = id order; see [`Store::query_logs`]).
+    pub fn send_at(&self, project: &Arc<str>, line: LogLine, ts_ms: u64) -> Result<()> {
+        let row = self.row(project, line, ts_ms);
+        self.gate.acquire()?;
+        self.tx.send(Msg::Log(row)).map_err(|_| {
+            self.gate.release(1);
+            StoreError::Closed
+        })
+    }
+
+    /// Queues a line captured now, or fails at once with [`StoreError::QueueFull`].
+    pub fn try_send(&self, project: &Arc<str>, line: LogLine) -> Result<()> {
+        if !self.gate.try_acquire() {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::QueueFull);
+        }
+        let row = self.row(project, line, now_ms());
+        self.tx.send(Msg::Log(row)).map_err(|_| {
+            self.gate.release(1);
+            StoreError::Closed
+        })
+    }
+
+    fn row(&self, project: &Arc<str>, line: LogLine, ts_ms: u64) -> LogRow {
+        let processed = self.pem.process(project, &line);
+        LogRow {
+            ts_ms,
+            project: project.clone(),
+            module: line.module,
+            run: line.run,
+            stream: line.stream,
+            line: processed,
+        }
+    }
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// The store
+
+/// The store: a cheap-to-clone handle. The writer thread stops (after committing what it has) when the last
+/// clone is dropped; sinks still alive then get [`StoreError::Closed`].
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    tx: mpsc::Sender<Msg>,
+    gate: Arc<Gate>,
+    pem: Arc<PemStates>,
+    counters: Arc<Counters>,
+    readers: read::Readers,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Shutdown);
+        if let Ok(mut w) = self.writer.lock() {
+            if let Some(handle) = w.take() {
+                let _ = handle.join();
+            }
+        }
+        self.gate.close();
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens (creating if needed) the store at `path`. The parent directory is created. Fails with
+    /// [`StoreError::Corrupt`] when the file is not a SQLite database, naming the path.
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
+        }
+        let conn = schema::open_writer(&path)?;
+        if let Some(max) = options.hard_max_bytes {
+            let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let pages = (max / page_size.max(1) as u64).max(1);
+            let _: i64 = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| r.get(0))?;
+        }
+        let readers = read::Readers::new(path.clone());
+        // Fail now, with the path, rather than at the first search.
+        readers.with(|_| Ok(()))?;
+
+        let (tx, rx) = mpsc::channel();
+        let gate = Arc::new(Gate::new(options.queue_lines));
+        let counters = Arc::new(Counters::default());
+        let w = writer::Writer::new(conn, options, gate.clone(), counters.clone());
+        let handle = std::thread::Builder::new()
+            .name("steward-store-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                tx,
+                gate,
+                pem: Arc::new(PemStates::default()),
+                counters,
+                readers,
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// A sink for module output.
+    pub fn log_sink(&self) -> LogSink {
+        LogSink {
+            tx: self.inner.tx.clone(),
+            gate: self.inner.gate.clone(),
+            pem: self.inner.pem.clone(),
+            counters: self.inner.counters.clone(),
+        }
+    }
+
+    /// Records an engine event without waiting (events never count against the log queue's cap): every
+    /// event becomes a searchable `events` row, and `RunStarted`/`RunEnded` also maintain `runs`.
+    pub fn record_event(&self, event: &Event) -> Result<()> {
+        self.inner.tx.send(Msg::Event(Box::new(event.clone()))).map_err(|_| StoreError::Closed)
+    }
+
+    fn request<T>(&self, make: impl FnOnce(mpsc::SyncSender<Result<T>>) -> Msg) -> Result<T> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.inner.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Waits until everything queued before this call is committed (and searchable) or, after a write
+    /// error, counted in [`StoreStats::dropped`].
+    pub fn flush(&self) -> Result<()> {
+        self.request(Msg::Flush)
+    }
+
+    /// Stores a note and returns its id once it is committed with `synchronous=FULL` (durable even against
+    /// power loss). Secrets in the text are masked.
+    pub fn add_note(&self, note: NoteInput) -> Result<i64> {
+        let mut ids = self.request(|r| Msg::Notes(vec![note], r))?;
+        ids.pop().ok_or(StoreError::Closed)
+    }
+
+    /// Stores several notes in one durable commit (imports, benchmarks).
+    pub fn add_notes(&self, notes: Vec<NoteInput>) -> Result<Vec<i64>> {
+        self.request(|r| Msg::Notes(notes, r))
+    }
+
+    /// Writes the automatic note for a crash: `"<module> <exit> (run N)"` followed by the module's last 20
+    /// log lines (of that run when given), read from the store after a flush. Tagged `incident` and the
+    /// module name; source [`note_source::INCIDENT`].
+    pub fn record_incident(&self, project: &str, module: &str, run: Option<RunId>, exit: &str) -> Result<i64> {
+        self.flush()?;
+        let lines = self.query_logs(&LogQuery {
+            project: Some(project.to_string()),
+            module: Some(module.to_string()),
+            run,
+            limit: INCIDENT_LINES,
+            ..LogQuery::default()
+        })?;
+        let mut text = match run {
+            Some(r) => format!("{module} {exit} (run {r})"),
+            None => format!("{module} {exit}"),
+        };
+        if lines.is_empty() {
+            text.push_str("\n\nNo output was captured.");
+        } else {
+            text.push_str(&format!("\n\nLast {} log lines:\n", lines.len()));
+            for l in &lines {
+                text.push_str(&l.text);
+                text.push('\n');
+            }
+        }
+        self.add_note(NoteInput {
+            project: project.to_string(),
+            module: Some(module.to_string()),
+            text,
+            tags: vec!["incident".into(), module.to_string()],
+            source: note_source::INCIDENT.into(),
+        })
+    }
+
+    /// The memory: one ranked search over notes, events and logs.
+    ///
+    /// Matching: every word of `text` must occur (see [`fts_query`]). For each kind, the newest
+    /// [`SEARCH_CANDIDATES`] matches that pass the filters are scored, then the best `limit` overall are
+    /// returned, best first, with snippets. Score (higher is better):
+    ///
+    /// ```text
+    /// score = kind_weight × relevance + kind_bonus + 3 × 0.5^(age_days / 7)
+    /// relevance   = −bm25()  (FTS5's Okapi BM25, k1 = 1.2, b = 0.75; ≥ 0; 0 for an empty text)
+    /// kind_weight = 2.0 note, 1.5 event, 1.0 log;   kind_bonus = 1.0 note, 0.5 event, 0 log
+    /// ```
+    ///
+    /// so at equal relevance a newer entry beats an older one, and a note beats an event beats a log of the
+    /// same age. Limiting scoring to the newest matches keeps common words fast (their BM25 barely differs
+    /// between lines, so recency decides anyway); rare words have fewer matches than that and are ranked
+    /// exactly.
+    pub fn search(&self, query: &SearchQuery) -> Result<Vec<Hit>> {
+        self.inner.readers.with(|c| read::search(c, query, now_ms()))
+    }
+
+    /// Log lines for `steward logs` and viewers, always returned oldest first.
+    ///
+    /// Paging: with `after_id`, the `limit` rows just after it (follow forward); otherwise the `limit` rows
+    /// just before `before_id` (or the newest rows). Time bounds become id bounds by binary search, which is
+    /// exact because the writer keeps `ts_ms` non-decreasing in id order.
+    pub fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>> {
+        self.inner.readers.with(|c| read::query_logs(c, query))
+    }
+
+    /// The last `n` lines of a module, oldest first.
+    pub fn last_lines(&self, project: &str, module: &str, n: usize) -> Result<Vec<LogRecord>> {
+        self.query_logs(&LogQuery {
+            project: Some(project.to_string()),
+            module: Some(module.to_string()),
+            limit: n.max(1),
+            ..LogQuery::default()
+        })
+    }
+
+    /// Events, oldest first, paged like [`Store::query_logs`].
+    pub fn query_events(&self, query: &EventQuery) -> Result<Vec<EventRecord>> {
+        self.inner.readers.with(|c| read::query_events(c, query))
+    }
+
+    /// Notes of a project (all projects when None), newest first.
+    pub fn notes(&self, project: Option<&str>, limit: usize) -> Result<Vec<NoteRecord>> {
+        self.inner.readers.with(|c| read::notes(c, project, limit))
+    }
+
+    /// Process runs of a project (and module), newest first.
+    pub fn runs(&self, project: &str, module: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
+        self.inner.readers.with(|c| read::runs(c, project, module, limit))
+    }
+
+    /// Changes the retention policy (takes effect from the writer's next step).
+    pub fn set_retention(&self, policy: RetentionPolicy) -> Result<()> {
+        self.inner.tx.send(Msg::SetRetention(policy)).map_err(|_| StoreError::Closed)
+    }
+
+    /// Waits until every committed log row is in the full-text index (searches never need this: they scan
+    /// the unindexed tail; it is for benchmarks, tests and `steward db reindex`).
+    pub fn flush_index(&self) -> Result<()> {
+        self.flush()?;
+        self.request(Msg::IndexAll)
+    }
+
+    /// Runs retention now, step after step, until the store is within its policy (for `steward db prune`
+    /// and tests; the writer does the same incrementally on its own).
+    pub fn enforce_retention(&self) -> Result<RetentionReport> {
+        self.request(Msg::Retention)
+    }
+
+    /// Counters and sizes.
+    pub fn stats(&self) -> Result<StoreStats> {
+        let c = &self.inner.counters;
+        let mut s = self.inner.readers.with(read::sizes)?;
+        s.written = c.written.load(Ordering::Relaxed);
+        s.dropped = c.dropped.load(Ordering::Relaxed);
+        s.rejected = c.rejected.load(Ordering::Relaxed);
+        s.retained_deleted = c.retained_deleted.load(Ordering::Relaxed);
+        s.queued = self.inner.gate.queued.load(Ordering::Relaxed) as u64;
+        s.last_error = c.last_error.lock().ok().and_then(|g| g.clone());
+        s.file_bytes = file_len(&self.inner.path) + file_len(&wal_path(&self.inner.path));
+        Ok(s)
+    }
+}
+
+/// Lines an incident note quotes.
+pub const INCIDENT_LINES: usize = 20;
+
+/// How many of the newest matches of each kind [`Store::search`] scores.
+pub const SEARCH_CANDIDATES: usize = 1_000;
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+fn wal_path(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
