@@ -96,7 +96,7 @@ fn check(file: Option<PathBuf>, profile: Option<String>) -> ExitCode {
             for d in &diags {
                 eprintln!("{d}\n");
             }
-            eprintln!("error: {} found {} error{}", path.display(), diags.len(), if diags.len() == 1 { "" } else { "s" });
+            eprintln!("error: {}: {} error{}", path.display(), diags.len(), if diags.len() == 1 { "" } else { "s" });
             ExitCode::from(1)
         }
     }

@@ -70,15 +70,19 @@ async fn run_async(args: RunArgs) -> ExitCode {
 
     // Announce once when everything is up, with the table.
     let ready_handle = handle.clone();
-    let ready = tokio::spawn(async move {
+    let mut ready = tokio::spawn(async move {
         if let Ok(s) = ready_handle.wait_for(Duration::from_secs(3600), all_ready).await {
             print_table(&s);
-            if std::env::var_os("STEWARD_DEBUG_PANIC_WHEN_READY").is_some() {
-                // Used by the test that proves a panic leaves no orphan behind.
-                std::thread::spawn(|| panic!("STEWARD_DEBUG_PANIC_WHEN_READY")).join().ok();
-                panic!("STEWARD_DEBUG_PANIC_WHEN_READY");
+        }
+        // Test hook: prove that a panic leaves no module process behind. With the variable set, SIGUSR1
+        // makes this task panic (the test sends it once it has recorded the modules' process groups).
+        if std::env::var_os("STEWARD_DEBUG_PANIC_ON_USR1").is_some() {
+            if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
+                usr1.recv().await;
+                panic!("STEWARD_DEBUG_PANIC_ON_USR1");
             }
         }
+        std::future::pending::<()>().await;
     });
 
     let (mut int, mut term) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
@@ -92,7 +96,7 @@ async fn run_async(args: RunArgs) -> ExitCode {
     tokio::select! {
         _ = int.recv() => {},
         _ = term.recv() => {},
-        r = ready => {
+        r = &mut ready => {
             if let Err(e) = r {
                 if e.is_panic() {
                     std::panic::resume_unwind(e.into_panic());
@@ -107,8 +111,11 @@ async fn run_async(args: RunArgs) -> ExitCode {
         _ = int.recv() => { engine::kill_all_live_groups(); }
         _ = term.recv() => { engine::kill_all_live_groups(); }
     }
-    announcer.abort();
+    // Let the last events print: once every handle is gone the bus closes and the announcer ends.
+    ready.abort();
+    let _ = ready.await;
     drop(handle);
+    let _ = tokio::time::timeout(Duration::from_millis(500), announcer).await;
     let _ = tokio::time::timeout(Duration::from_millis(500), printer).await;
     eprintln!("steward: all modules stopped");
     ExitCode::SUCCESS
