@@ -386,6 +386,7 @@ impl Core {
         let old: BTreeSet<String> = self.modules.keys().cloned().collect();
         let new: BTreeSet<String> = stack.modules.keys().cloned().collect();
         let (mut started, mut stopped, mut restarted) = (vec![], vec![], vec![]);
+        let mut retry = vec![];
         for gone in old.difference(&new) {
             if let Some(m) = self.modules.get_mut(gone) {
                 m.removed = true;
@@ -406,20 +407,41 @@ impl Core {
                         started.push(name.clone());
                     }
                 }
-                Some(m) if !same_definition(&m.spec, spec) => {
-                    m.removed = false;
-                    if m.state.run().is_some() || m.spawning.is_some() {
-                        m.next_spec = Some(spec.clone());
-                        if m.restart_pending.is_none() {
-                            m.restart_pending = Some("definition changed".into());
+                Some(m) => {
+                    // Removed by an earlier change but not yet stopped: it is back, wanted as a new module.
+                    let revived = std::mem::take(&mut m.removed);
+                    if revived {
+                        m.wanted = self.up;
+                        if self.up {
+                            started.push(name.clone());
                         }
-                        restarted.push(name.clone());
-                    } else {
-                        m.spec = spec.clone();
+                    }
+                    // Compare with what the next run would use: an edit that is undone before the restart it
+                    // caused has happened must not leave the intermediate definition behind.
+                    if !same_definition(m.next_spec.as_ref().unwrap_or(&m.spec), spec) {
+                        if m.state.run().is_some() || m.spawning.is_some() {
+                            m.next_spec = Some(spec.clone());
+                            if m.restart_pending.is_none() {
+                                m.restart_pending = Some("definition changed".into());
+                            }
+                            if !revived {
+                                restarted.push(name.clone());
+                            }
+                        } else {
+                            m.spec = spec.clone();
+                            // A fixed definition deserves another try: a module that gave up (or exited)
+                            // while wanted starts again with it.
+                            if m.wanted && matches!(m.state, State::Failed { .. } | State::Exited { .. }) {
+                                retry.push(name.clone());
+                            }
+                        }
                     }
                 }
-                Some(m) => m.removed = false,
             }
+        }
+        for name in retry {
+            self.want(&name, "definition changed", now, out);
+            restarted.push(name);
         }
         self.stack = stack;
         self.reorder();
@@ -473,19 +495,23 @@ impl Core {
             m.spec = next;
         }
         match cause {
-            Some(StopCause::Requested) | Some(StopCause::Removed) => {
-                self.set_state(name, State::Stopped, &reason, now, out);
-                if self.modules.get(name).is_some_and(|m| m.removed) {
-                    self.modules.remove(name);
-                    self.reorder();
+            // What counts is what is wanted *now*: a Start or Restart that arrived while a requested stop was
+            // in progress starts it again, and a Stop (or removal) during a restart's stop keeps it stopped.
+            Some(StopCause::Requested | StopCause::Removed | StopCause::Restart(_)) => {
+                if m.wanted && !m.removed {
+                    m.history = RestartHistory::default();
+                    self.set_state(name, State::Resolved, &reason, now, out);
+                } else {
+                    self.set_state(name, State::Stopped, &reason, now, out);
                 }
-            }
-            Some(StopCause::Restart(_)) => {
-                m.history = RestartHistory::default();
-                self.set_state(name, State::Resolved, &reason, now, out);
             }
             Some(StopCause::Failure(c)) => self.after_failure(name, c, lasted, now, out),
             None => self.after_failure(name, natural, lasted, now, out),
+        }
+        // A module removed from the stack is forgotten once its last run is over, however that run ended.
+        if self.modules.get(name).is_some_and(|m| m.removed && m.state.run().is_none()) {
+            self.modules.remove(name);
+            self.reorder();
         }
     }
 

@@ -374,3 +374,75 @@ fn stop_one_module_leaves_dependents_alone() {
     let acts = sim.feed(Input::Start("db".into()));
     assert_eq!(spawned(&acts), vec!["db"]);
 }
+
+#[test]
+fn commands_that_arrive_during_a_stop_are_not_lost() {
+    let mut sim = Sim::new(stack(vec![module("w", &[], false)]));
+    sim.feed(Input::Up);
+    // Stop, then Start while the process is still stopping: no second process now, a new run after.
+    assert_eq!(stopped(&sim.feed(Input::Stop("w".into()))), vec!["w"]);
+    assert!(spawned(&sim.feed(Input::Start("w".into()))).is_empty(), "one process at a time");
+    assert_eq!(spawned(&sim.exit("w", None, Some(15))), vec!["w"], "the start is not lost");
+    // Restart, then Stop while the restart's stop is in progress: it stays stopped.
+    assert_eq!(stopped(&sim.feed(Input::Restart("w".into()))), vec!["w"]);
+    sim.feed(Input::Stop("w".into()));
+    assert!(spawned(&sim.exit("w", None, Some(15))).is_empty());
+    assert_eq!(sim.state("w"), State::Stopped);
+}
+
+#[test]
+fn a_module_removed_and_added_back_while_stopping_starts_again() {
+    let mut sim = Sim::new(stack(vec![module("w", &[], false), module("x", &[], false)]));
+    sim.feed(Input::Up);
+    let acts = sim.feed(Input::Apply(Box::new(stack(vec![module("x", &[], false)]))));
+    assert_eq!(stopped(&acts), vec!["w"]);
+    // Back before its process is gone (a modules.d file deleted and restored).
+    let acts = sim.feed(Input::Apply(Box::new(stack(vec![module("w", &[], false), module("x", &[], false)]))));
+    assert!(spawned(&acts).is_empty(), "the old run is still stopping");
+    assert_eq!(spawned(&sim.exit("w", None, Some(15))), vec!["w"]);
+    assert_eq!(sim.state("w").name(), "running");
+}
+
+#[test]
+fn a_removed_module_is_forgotten_however_its_run_ends() {
+    let mut sim = Sim::new(stack(vec![module("db", &[], false), module("api", &["db"], false)]));
+    sim.feed(Input::Up);
+    let acts = sim.feed(Input::Apply(Box::new(stack(vec![]))));
+    assert_eq!(stopped(&acts), vec!["api"], "db waits for api");
+    // db crashes on its own while it waits.
+    sim.exit("db", Some(1), None);
+    assert!(sim.core.state("db").is_none(), "{:?}", sim.core.state("db"));
+    sim.exit("api", None, Some(15));
+    assert!(sim.core.state("api").is_none());
+    assert!(sim.core.status(sim.now).is_empty());
+}
+
+#[test]
+fn an_edit_undone_before_its_restart_leaves_the_original_definition() {
+    let mut sim = Sim::new(stack(vec![module("w", &[], false)]));
+    sim.feed(Input::Up);
+    let mut edited = module("w", &[], false);
+    edited.env.insert("X".into(), "2".into());
+    assert_eq!(stopped(&sim.feed(Input::Apply(Box::new(stack(vec![edited]))))), vec!["w"]);
+    // Undone while the old run is still stopping.
+    sim.feed(Input::Apply(Box::new(stack(vec![module("w", &[], false)]))));
+    let acts = sim.exit("w", None, Some(15));
+    let spec = acts.iter().find_map(|a| if let Action::Spawn { spec, .. } = a { Some(spec.clone()) } else { None });
+    assert_eq!(spec.expect("restarted").env, BTreeMap::new(), "runs what the file says now");
+}
+
+#[test]
+fn a_fixed_definition_retries_a_failed_module() {
+    let mut sim = Sim::new(stack(vec![module("w", &[], false)]));
+    let now = sim.now;
+    let acts = sim.core.handle(Input::Up, now);
+    let Some(Action::Spawn { run, .. }) = acts.first() else { panic!("{acts:?}") };
+    sim.core.handle(Input::SpawnFailed { module: "w".into(), run: *run, error: "command not found: `wx`".into() }, now);
+    assert_eq!(sim.state("w").name(), "failed");
+    // Reloading the same definition changes nothing; a fixed one starts it again.
+    assert!(spawned(&sim.feed(Input::Apply(Box::new(stack(vec![module("w", &[], false)]))))).is_empty());
+    let mut fixed = module("w", &[], false);
+    fixed.run = "w --fixed".into();
+    let acts = sim.feed(Input::Apply(Box::new(stack(vec![fixed]))));
+    assert_eq!(spawned(&acts), vec!["w"]);
+}

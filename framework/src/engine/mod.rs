@@ -201,7 +201,8 @@ struct Actor {
 impl Actor {
     async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Msg>, initial: Vec<Action>) {
         self.execute(initial).await;
-        self.rewatch();
+        let stack = self.core.stack().clone();
+        self.rewatch(&stack);
         let mut sampler = tokio::time::interval(Duration::from_secs(1));
         sampler.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -267,6 +268,8 @@ impl Actor {
                         if let Some(p) = self.probes.remove(run) {
                             p.abort();
                         }
+                        // The run is over: forget its stop channel (one entry per run would pile up).
+                        self.runs.remove(run);
                     }
                     let _ = self.events.send(Event { project: self.core.project().to_string(), at_ms: now_ms(), kind });
                     None
@@ -357,8 +360,10 @@ impl Actor {
             Ok((stack, opts)) => {
                 self.load = opts;
                 self.config_errors.clear();
+                // Watch the new set of files before anything of the change can be seen: a front end (or a
+                // test) that reacts to the new module by editing its file must not fall between two watchers.
+                self.rewatch(&stack);
                 self.feed(Input::Apply(Box::new(stack))).await;
-                self.rewatch();
                 Ok(())
             }
             Err(diags) => {
@@ -370,15 +375,14 @@ impl Actor {
         }
     }
 
-    fn rewatch(&mut self) {
+    fn rewatch(&mut self, stack: &Stack) {
         if !self.watch {
             return;
         }
         let tx = self.tx.clone();
         let to_reload = tx.clone();
-        let stack = self.core.stack().clone();
         match watch::Watcher::new(
-            &stack,
+            stack,
             move || {
                 let _ = to_reload.send(Msg::Reload { profile: None, reply: None });
             },

@@ -1,11 +1,12 @@
 //! File watching for hot reload: the stack's source files and `modules.d/` (→ reload), and each module's
 //! `watch` globs (→ restart that module). Events are debounced so an editor's save-rename-chmod burst or a
-//! build writing many files causes one reload/restart.
+//! build writing many files causes one reload/restart: a key fires once it has been quiet for [`DEBOUNCE`]
+//! (or [`MAX_DELAY`] after its first event, so that a steady stream of changes cannot postpone it forever).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use notify::{RecursiveMode, Watcher as _};
@@ -13,6 +14,7 @@ use notify::{RecursiveMode, Watcher as _};
 use crate::config::Stack;
 
 const DEBOUNCE: Duration = Duration::from_millis(250);
+const MAX_DELAY: Duration = Duration::from_secs(2);
 
 /// Keeps the OS watches alive; dropping it stops watching.
 pub(super) struct Watcher {
@@ -57,7 +59,9 @@ impl Watcher {
                 return;
             }
             for path in &ev.paths {
+                // `modules.d` itself counts: when it is created, the reload that follows starts watching it.
                 let config = sources.contains(path)
+                    || path == &modules_d2
                     || (path.parent() == Some(modules_d2.as_path())
                         && path.extension().is_some_and(|e| e == "toml"));
                 if config {
@@ -104,25 +108,40 @@ enum Key {
 
 #[derive(Default)]
 struct Pending {
-    armed: BTreeSet<Key>,
+    /// Keys waiting to fire, with the time of their latest event.
+    armed: BTreeMap<Key, Instant>,
 }
 
-/// Fire `key` once, DEBOUNCE after the first event of a burst.
+/// Fire `key` once per burst: when no event came for DEBOUNCE, or MAX_DELAY after the burst's first event.
 fn schedule<C, F>(pending: &Arc<Mutex<Pending>>, rt: &tokio::runtime::Handle, key: Key, on_config: Arc<C>, on_files: Arc<F>)
 where
     C: Fn() + Send + Sync + 'static,
     F: Fn(String) + Send + Sync + 'static,
 {
+    let first = Instant::now();
     {
         let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
-        if !p.armed.insert(key.clone()) {
+        if let Some(last) = p.armed.get_mut(&key) {
+            *last = first;
             return;
         }
+        p.armed.insert(key.clone(), first);
     }
     let pending = pending.clone();
     rt.spawn(async move {
-        tokio::time::sleep(DEBOUNCE).await;
-        pending.lock().unwrap_or_else(|e| e.into_inner()).armed.remove(&key);
+        let mut due = first + DEBOUNCE;
+        loop {
+            tokio::time::sleep_until(due.into()).await;
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+            let last = p.armed.get(&key).copied().unwrap_or(first);
+            due = (last + DEBOUNCE).min(first + MAX_DELAY);
+            if due <= Instant::now() {
+                // An event after this point arms the key again: a change made while the reload or restart
+                // is under way gets its own.
+                p.armed.remove(&key);
+                break;
+            }
+        }
         match key {
             Key::Config => on_config(),
             Key::Module(m) => on_files(m),
