@@ -231,7 +231,7 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
             }
             Err(e) => {
                 let (good, bad) = rest.split_at(e.valid_up_to());
-                // SAFETY-free: `good` is valid by construction of `valid_up_to`.
+                // `good` is valid UTF-8 by construction (`valid_up_to`), so the fallback never happens.
                 push_escaping_backslashes(&mut out, std::str::from_utf8(good).unwrap_or_default());
                 let n = e.error_len().unwrap_or(bad.len());
                 for b in &bad[..n] {
@@ -271,12 +271,13 @@ pub fn unescape_bytes(text: &str) -> Vec<u8> {
                 i += 2;
                 continue;
             }
-            if b[i + 1] == b'x' && i + 3 < b.len() {
-                if let (Some(h), Some(l)) = (hex_val(b[i + 2]), hex_val(b[i + 3])) {
-                    out.push(h << 4 | l);
-                    i += 4;
-                    continue;
-                }
+            if b[i + 1] == b'x'
+                && i + 3 < b.len()
+                && let (Some(h), Some(l)) = (hex_val(b[i + 2]), hex_val(b[i + 3]))
+            {
+                out.push(h << 4 | l);
+                i += 4;
+                continue;
             }
         }
         out.push(b[i]);
@@ -301,7 +302,9 @@ pub fn strip_ansi(s: &str) -> Cow<'_, str> {
     let bytes = s.as_bytes();
     // Fast path: no C0 control except tab, no DEL, no C1 (encoded as 0xC2 0x80..=0x9F).
     let needs_work = bytes.iter().enumerate().any(|(i, &b)| {
-        (b < 0x20 && b != b'\t') || b == 0x7F || (b == 0xC2 && bytes.get(i + 1).is_some_and(|n| (0x80..0xA0).contains(n)))
+        (b < 0x20 && b != b'\t')
+            || b == 0x7F
+            || (b == 0xC2 && bytes.get(i + 1).is_some_and(|n| (0x80..0xA0).contains(n)))
     });
     if !needs_work {
         return Cow::Borrowed(s);
@@ -657,8 +660,8 @@ mod tests {
     #[test]
     fn json_lines_table() {
         use Level::*;
-        let j = parse_json_line(r#"{"level":"warn","msg":"slow query","time":"2024-01-01T00:00:00Z","ms":812}"#)
-            .unwrap();
+        let j =
+            parse_json_line(r#"{"level":"warn","msg":"slow query","time":"2024-01-01T00:00:00Z","ms":812}"#).unwrap();
         assert_eq!(j.level, Some(Warn));
         assert_eq!(j.msg.as_deref(), Some("slow query"));
         assert_eq!(j.time.as_deref(), Some("2024-01-01T00:00:00Z"));

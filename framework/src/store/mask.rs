@@ -263,7 +263,10 @@ fn is_secret_key(key: &[u8]) -> Option<bool> {
 }
 
 fn is_value_end(b: u8) -> bool {
-    b.is_ascii_whitespace() || b < 0x20 || b == 0x7F || matches!(b, b',' | b';' | b'&' | b')' | b']' | b'}' | b'>' | b'\'' | b'"')
+    b.is_ascii_whitespace()
+        || b < 0x20
+        || b == 0x7F
+        || matches!(b, b',' | b';' | b'&' | b')' | b']' | b'}' | b'>' | b'\'' | b'"')
 }
 
 fn kv_ranges(line: &str, ranges: &mut Vec<(usize, usize)>) {
@@ -276,8 +279,7 @@ fn kv_ranges(line: &str, ranges: &mut Vec<(usize, usize)>) {
             continue;
         }
         // `://` belongs to URLs, `::` to paths, `==`/`:=`-style operators are still separators.
-        if c == b':' && (b.get(i + 1) == Some(&b':') || (b.get(i + 1) == Some(&b'/') && b.get(i + 2) == Some(&b'/')))
-        {
+        if c == b':' && (b.get(i + 1) == Some(&b':') || (b.get(i + 1) == Some(&b'/') && b.get(i + 2) == Some(&b'/'))) {
             i += 2;
             continue;
         }
@@ -434,10 +436,11 @@ fn url_ranges(line: &str, ranges: &mut Vec<(usize, usize)>) {
             }
             end += 1;
         }
-        if let (Some(at), Some(colon)) = (last_at, first_colon) {
-            if colon < at && colon + 1 < at {
-                ranges.push((colon + 1, at));
-            }
+        if let (Some(at), Some(colon)) = (last_at, first_colon)
+            && colon < at
+            && colon + 1 < at
+        {
+            ranges.push((colon + 1, at));
         }
         from = end.max(start);
     }
@@ -514,7 +517,10 @@ mod tests {
                 r#"{"private_key":"-----BEGIN PRIVATE KEY-----\nMIIEv\n-----END PRIVATE KEY-----\n"}"#,
                 r#"{"private_key":"***"}"#,
             ),
-            ("x -----BEGIN RSA PRIVATE KEY-----MIIB-----END RSA PRIVATE KEY-----", "x -----BEGIN RSA PRIVATE KEY-----***-----END RSA PRIVATE KEY-----"),
+            (
+                "x -----BEGIN RSA PRIVATE KEY-----MIIB-----END RSA PRIVATE KEY-----",
+                "x -----BEGIN RSA PRIVATE KEY-----***-----END RSA PRIVATE KEY-----",
+            ),
             ("-----BEGIN CERTIFICATE-----", "-----BEGIN CERTIFICATE-----"),
             // things that must stay
             ("tokens_used=5 max_tokens=100", "tokens_used=5 max_tokens=100"),

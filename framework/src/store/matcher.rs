@@ -187,16 +187,16 @@ pub(crate) fn highlight(text: &str, ranges: &[(usize, usize)], open: char, close
             cut = true;
             break;
         }
-        if let Some(&&(s, e)) = ri.peek() {
-            if s == pos {
-                out.push(open);
-                out.push_str(&text[s..e.min(text.len())]);
-                out.push(close);
-                chars_out += text[s..e.min(text.len())].chars().count();
-                pos = e;
-                ri.next();
-                continue;
-            }
+        if let Some(&&(s, e)) = ri.peek()
+            && s == pos
+        {
+            out.push(open);
+            out.push_str(&text[s..e.min(text.len())]);
+            out.push(close);
+            chars_out += text[s..e.min(text.len())].chars().count();
+            pos = e;
+            ri.next();
+            continue;
         }
         let Some(c) = text[pos..].chars().next() else { break };
         out.push(c);
@@ -217,7 +217,10 @@ mod tests {
     fn lexing_table() {
         let t = |s: &str| lex(s).into_iter().map(|t| (t.tokens.join(" "), t.prefix)).collect::<Vec<_>>();
         assert_eq!(t("Worker exit 1"), vec![("worker".into(), false), ("exit".into(), false), ("1".into(), false)]);
-        assert_eq!(t("\"connection refused\" conn*"), vec![("connection refused".into(), false), ("conn".into(), true)]);
+        assert_eq!(
+            t("\"connection refused\" conn*"),
+            vec![("connection refused".into(), false), ("conn".into(), true)]
+        );
         assert_eq!(t("a:b foo-bar"), vec![("a b".into(), false), ("foo bar".into(), false)]);
         assert_eq!(t("- * \" NEAR( :"), vec![("near".into(), false)]);
         assert_eq!(t(""), vec![]);

@@ -1,14 +1,27 @@
 //! The store and the memory: every log line, event, run and note in one SQLite file, searchable.
 //!
 //! # Shape
-//! - [`line`] and [`mask`] are pure: bytes → masked, ANSI-stripped, level-tagged text. Unit-tested alone.
-//! - One **writer thread** owns the write connection. Everything that changes the database goes through one
-//!   FIFO queue to it: log lines (from [`LogSink`]s), events ([`Store::record_event`]), notes, flushes and
-//!   retention requests. It commits in batches (at most [`StoreOptions::batch_rows`] rows or
-//!   [`StoreOptions::batch_interval`] after the batch's first row, whichever comes first) and, between
-//!   batches, deletes old logs in small steps ([`RetentionPolicy`]).
-//! - **Reads** use a small pool of their own connections (WAL: readers never wait for the writer), so any
-//!   number of threads may search at once and several [`Store`] clones share one writer and one pool.
+//! - [`line`](mod@line) and [`mask`] are pure: bytes → masked, ANSI-stripped, level-tagged text. Unit-tested alone.
+//! - One **writer thread** owns the write connection (and an exclusive `<db>.lock`: one writer per file).
+//!   Everything that changes the database goes through one FIFO queue to it: log lines (from
+//!   [`LogSink`]s), events ([`Store::record_event`]), notes, flushes and retention requests. It commits in
+//!   batches (at most [`StoreOptions::batch_rows`] rows or [`StoreOptions::batch_interval`] after the
+//!   batch's first row, whichever comes first).
+//! - **Near-real-time indexing.** Log rows are committed first and moved into the FTS5 index afterwards,
+//!   in bulk steps, whenever the writer has spare time (after a batch that ended by time, or when the queue
+//!   is idle); past [`MAX_UNINDEXED_ROWS`] waiting rows it indexes after every batch, so ingestion slows
+//!   to the indexing rate rather than let the tail grow. Searches and queries read the index for indexed
+//!   rows and *scan* the committed-but-unindexed tail, so a line is searchable the moment `flush()`
+//!   returns. Why: on the 2-core reference machine FTS5 indexes ~100–200k lines/s at best, while committed
+//!   rows reach ~500k lines/s; indexing inline would cap ingestion at the indexing rate.
+//! - The **log index is partitioned** into FTS5 tables of [`StoreOptions::index_part_rows`] rows:
+//!   retention deletes rows and drops whole expired parts, never deleting from FTS5 (which is slow).
+//! - **Retention** runs between batches in steps of at most [`RETENTION_STEP_ROWS`] rows
+//!   ([`RetentionPolicy`]). Notes are never deleted.
+//! - **Reads** use a small pool of their own connections, each query in one read transaction (WAL:
+//!   readers never wait for the writer, and see one consistent snapshot of rows and index watermark), so
+//!   any number of threads may search at once; [`Store`] clones share one writer and one pool, and
+//!   [`Store::open_read_only`] gives other processes a reader.
 //!
 //! # Back-pressure
 //! Log lines are *processed* (decoded, stripped, masked, parsed) on the caller's thread — in the daemon that
@@ -18,13 +31,20 @@
 //! its own writes: back-pressure is per module and nothing is lost. Callers that must never wait use
 //! [`LogSink::try_send`] (a full queue is an error they handle, counted in [`StoreStats::rejected`]).
 //! Events, notes and flushes are not counted against the cap and never wait for room: the engine and the API
-//! never block on log volume (they may wait for their own *reply*: `flush` and `add_note` do).
+//! never block on log volume (they may wait for their own *reply*: `flush` and `add_note` do). From async
+//! code, call `send` where blocking is allowed (e.g. `spawn_blocking`, or a dedicated reader thread), or
+//! `try_send` and retry after a short timer.
+//!
+//! # Time
+//! A log row's `ts_ms` is the capture time, clamped so it never goes below the previous row's: time order
+//! equals id order, which lets time ranges become id ranges (binary search, no time index). After the
+//! clock jumps back, new rows carry the previous time until the clock catches up.
 //!
 //! # Errors in the writer
 //! An I/O error, a full disk or any SQLite failure rolls the current batch back, adds its rows to
 //! [`StoreStats::dropped`], records [`StoreStats::last_error`] and goes on with the next batch: the writer
 //! never panics and never stops because of the disk. `flush()` still returns once everything before it was
-//! either committed or counted as dropped.
+//! either committed or counted as dropped. A failed indexing or retention step is retried later.
 
 pub mod line;
 pub mod mask;
@@ -42,7 +62,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::lifecycle::{Event, LogLine, RunId, Stream, now_ms};
+use crate::lifecycle::{Event, EventKind, LogLine, RunId, Stream, now_ms};
 
 pub use line::{Level, ProcessedLine};
 pub use read::{HIGHLIGHT_END, HIGHLIGHT_START, fts_query};
@@ -89,6 +109,20 @@ pub enum StoreError {
     /// The writer thread has stopped (the store was dropped or shut down).
     #[error("the store's writer has stopped")]
     Closed,
+    /// The store was opened with [`Store::open_read_only`].
+    #[error("the store is open read-only")]
+    ReadOnly,
+    /// Another process (or another `Store` in this one) has the file open for writing.
+    #[error("the store at {path} is already open for writing by another Steward (lock file {lock})")]
+    Locked {
+        /// Database file.
+        path: PathBuf,
+        /// The lock file held by the writer.
+        lock: PathBuf,
+    },
+    /// The writer could not do what was asked (the cause is also in [`StoreStats::last_error`]).
+    #[error("store write failed: {0}")]
+    Write(String),
     /// A file-system error around the database file.
     #[error("{path}: {source}")]
     Io {
@@ -119,9 +153,11 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// between ingestion batches. Notes are never deleted; events and runs are deleted by age only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RetentionPolicy {
-    /// Upper bound on the bytes *in use* in the database file: `(page_count − freelist_count) × page_size`
-    /// (freed pages are reused, so the file itself stays at its high-water mark until `db vacuum`). The
-    /// oldest logs are deleted while it is above. Default 256 MiB.
+    /// Upper bound on the bytes in use in the database file: `(page_count − freelist_count) × page_size`,
+    /// less [`StoreStats::reclaimable_bytes`] (the deleted share of partly expired index parts, which is
+    /// freed when the part's last row goes — at most one part's worth). The oldest logs are deleted while
+    /// it is above. Freed pages are reused, so the file stays at its high-water mark until `db vacuum`.
+    /// Default 256 MiB.
     pub max_bytes: u64,
     /// Logs and events older than this are deleted. Default 14 days.
     pub max_age: Duration,
@@ -157,6 +193,14 @@ pub struct StoreOptions {
     /// Hard ceiling on the database file (SQLite `max_page_count`): writes that would grow the file past it
     /// fail as "database or disk is full", exactly like a full disk. None (default) = no ceiling.
     pub hard_max_bytes: Option<u64>,
+    /// Log rows per part of the full-text index (default 200,000, ~17 MB of index for 100-byte lines).
+    /// Smaller parts free space in finer steps; more parts make searches visit more tables.
+    pub index_part_rows: usize,
+    /// How long committed log rows may wait before the writer indexes them in its spare time (default 0:
+    /// as soon as it has time). Larger values index in fewer, bigger steps; searches are unaffected (they
+    /// scan the unindexed tail). Forced indexing (over [`MAX_UNINDEXED_ROWS`]) and
+    /// [`Store::flush_index`] do not wait.
+    pub index_delay: Duration,
 }
 
 impl Default for StoreOptions {
@@ -167,6 +211,8 @@ impl Default for StoreOptions {
             batch_rows: 5_000,
             batch_interval: Duration::from_millis(50),
             hard_max_bytes: None,
+            index_part_rows: 200_000,
+            index_delay: Duration::ZERO,
         }
     }
 }
@@ -415,8 +461,11 @@ pub struct StoreStats {
     pub event_rows: u64,
     /// Note rows.
     pub note_rows: u64,
-    /// Bytes in use: `(page_count − freelist_count) × page_size` (what retention limits).
+    /// Bytes in use: `(page_count − freelist_count) × page_size`.
     pub used_bytes: u64,
+    /// Part of `used_bytes` held by index entries of already deleted logs, freed when their index part
+    /// expires (retention limits `used_bytes − reclaimable_bytes`).
+    pub reclaimable_bytes: u64,
     /// Size of the database file plus its WAL.
     pub file_bytes: u64,
     /// Log rows committed by this process.
@@ -444,7 +493,7 @@ pub struct RetentionReport {
     pub logs_by_size: u64,
     /// Events deleted because they were too old.
     pub events_by_age: u64,
-    /// Bytes in use afterwards.
+    /// Bytes in use afterwards, less the reclaimable ones (what the size limit is compared with).
     pub used_bytes: u64,
 }
 
@@ -568,7 +617,10 @@ impl PemStates {
             }
             // The line opened a block: remember it for the stream's next lines.
             if let Ok(mut map) = self.map.lock() {
-                map.insert((project.clone(), line.module.clone(), line.run, writer::stream_code(line.stream) as u8), fresh);
+                map.insert(
+                    (project.clone(), line.module.clone(), line.run, writer::stream_code(line.stream) as u8),
+                    fresh,
+                );
                 self.open.store(map.len(), Ordering::Relaxed);
             }
             return p;
@@ -585,6 +637,43 @@ impl PemStates {
         self.open.store(map.len(), Ordering::Relaxed);
         p
     }
+}
+
+impl PemStates {
+    fn forget_run(&self, project: &str, module: &str, run: RunId) {
+        if self.open.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if let Ok(mut map) = self.map.lock() {
+            map.retain(|(p, m, r, _), _| !(&**p == project && m == module && *r == run));
+            self.open.store(map.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Takes the exclusive writer lock `<db>.lock` (advisory `flock`, released when the file is closed, also
+/// when the process dies).
+fn lock_file(path: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| StoreError::Io { path: lock_path.clone(), source })?;
+    // SAFETY: flock on a descriptor we own; no memory is shared with the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(StoreError::Locked { path: path.to_path_buf(), lock: lock_path });
+        }
+        return Err(StoreError::Io { path: lock_path, source: err });
+    }
+    Ok(file)
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -672,6 +761,9 @@ pub struct Store {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
+    /// None for a read-only store.
+    _lock: Option<std::fs::File>,
+    read_only: bool,
     tx: mpsc::Sender<Msg>,
     gate: Arc<Gate>,
     pem: Arc<PemStates>,
@@ -683,10 +775,10 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.tx.send(Msg::Shutdown);
-        if let Ok(mut w) = self.writer.lock() {
-            if let Some(handle) = w.take() {
-                let _ = handle.join();
-            }
+        if let Ok(mut w) = self.writer.lock()
+            && let Some(handle) = w.take()
+        {
+            let _ = handle.join();
         }
         self.gate.close();
     }
@@ -705,6 +797,8 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
         }
+        // One writer per file: the writer assigns log ids itself, so a second one would collide.
+        let lock = lock_file(&path)?;
         let conn = schema::open_writer(&path)?;
         if let Some(max) = options.hard_max_bytes {
             let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
@@ -726,6 +820,8 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
+                _lock: Some(lock),
+                read_only: false,
                 tx,
                 gate,
                 pem: Arc::new(PemStates::default()),
@@ -734,6 +830,37 @@ impl Store {
                 writer: Mutex::new(Some(handle)),
             }),
         })
+    }
+
+    /// Opens an existing store for reading only (searches, queries, stats), next to a writer that may be
+    /// running in another process. Every write fails with [`StoreError::ReadOnly`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        if !path.exists() {
+            return Err(StoreError::Open { path, message: "no such file".into() });
+        }
+        let readers = read::Readers::new(path.clone());
+        readers.with(|_| Ok(()))?;
+        let (tx, _) = mpsc::channel();
+        let gate = Arc::new(Gate::new(1));
+        gate.close();
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                _lock: None,
+                read_only: true,
+                tx,
+                gate,
+                pem: Arc::new(PemStates::default()),
+                counters: Arc::new(Counters::default()),
+                readers,
+                writer: Mutex::new(None),
+            }),
+        })
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.inner.read_only { Err(StoreError::ReadOnly) } else { Ok(()) }
     }
 
     /// The database file.
@@ -754,10 +881,16 @@ impl Store {
     /// Records an engine event without waiting (events never count against the log queue's cap): every
     /// event becomes a searchable `events` row, and `RunStarted`/`RunEnded` also maintain `runs`.
     pub fn record_event(&self, event: &Event) -> Result<()> {
+        self.writable()?;
+        if let EventKind::RunEnded { module, run, .. } = &event.kind {
+            // A run that ended inside a private key block will print no END marker any more.
+            self.inner.pem.forget_run(&event.project, module, *run);
+        }
         self.inner.tx.send(Msg::Event(Box::new(event.clone()))).map_err(|_| StoreError::Closed)
     }
 
     fn request<T>(&self, make: impl FnOnce(mpsc::SyncSender<Result<T>>) -> Msg) -> Result<T> {
+        self.writable()?;
         let (reply, rx) = mpsc::sync_channel(1);
         self.inner.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
         rx.recv().map_err(|_| StoreError::Closed)?
@@ -822,15 +955,21 @@ impl Store {
     /// returned, best first, with snippets. Score (higher is better):
     ///
     /// ```text
-    /// score = kind_weight × relevance + kind_bonus + 3 × 0.5^(age_days / 7)
-    /// relevance   = −bm25()  (FTS5's Okapi BM25, k1 = 1.2, b = 0.75; ≥ 0; 0 for an empty text)
-    /// kind_weight = 2.0 note, 1.5 event, 1.0 log;   kind_bonus = 1.0 note, 0.5 event, 0 log
+    /// score     = 3 × relevance + kind_bonus + 3 × 0.5^(age_days / 7)
+    /// relevance = bm25 / (best bm25 among the candidates of the same kind)      ∈ [0, 1]; 0 for empty text
+    /// bm25      = Okapi BM25 (k1 = 1.2, b = 0.75), as FTS5 computes it
+    /// kind_bonus = 1.0 note, 0.5 event, 0 log
     /// ```
     ///
-    /// so at equal relevance a newer entry beats an older one, and a note beats an event beats a log of the
-    /// same age. Limiting scoring to the newest matches keeps common words fast (their BM25 barely differs
-    /// between lines, so recency decides anyway); rare words have fewer matches than that and are ranked
-    /// exactly.
+    /// Relevance is normalised per kind because each kind is its own corpus (a word in the only note has an
+    /// idf of about 0 there): raw BM25 values of different tables do not compare. So at equal relevance a
+    /// newer entry beats an older one, and a note beats an event beats a log of the same age; relevance
+    /// and a week of age weigh about the same. Notes and events are scored by FTS5's `bm25()`; log rows are
+    /// scored by the store with the same formula, using the index's own statistics and a document
+    /// frequency estimated from the newest matches (exact below 1,000 matches), because FTS5 computes the
+    /// frequency by walking a term's whole posting list (20 ms for a word in 700,000 lines). Limiting
+    /// scoring to the newest matches keeps common words fast; their BM25 barely differs between lines, so
+    /// recency decides anyway, and rare words have fewer matches than that and are ranked exactly.
     pub fn search(&self, query: &SearchQuery) -> Result<Vec<Hit>> {
         self.inner.readers.with(|c| read::search(c, query, now_ms()))
     }
@@ -871,6 +1010,7 @@ impl Store {
 
     /// Changes the retention policy (takes effect from the writer's next step).
     pub fn set_retention(&self, policy: RetentionPolicy) -> Result<()> {
+        self.writable()?;
         self.inner.tx.send(Msg::SetRetention(policy)).map_err(|_| StoreError::Closed)
     }
 

@@ -49,10 +49,10 @@ impl Readers {
         if conn.execute_batch("COMMIT").is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        if let Ok(mut p) = self.pool.lock() {
-            if p.len() < POOL_SIZE {
-                p.push(conn);
-            }
+        if let Ok(mut p) = self.pool.lock()
+            && p.len() < POOL_SIZE
+        {
+            p.push(conn);
         }
         out
     }
@@ -172,8 +172,7 @@ fn first_log_id_at_or_after(conn: &Connection, ts: u64) -> Result<Option<i64>> {
     let mut probe = conn.prepare_cached("SELECT id, ts_ms FROM logs WHERE id >= ?1 ORDER BY id LIMIT 1")?;
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let Some((id, t)) =
-            probe.query_row([mid], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).optional()?
+        let Some((id, t)) = probe.query_row([mid], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).optional()?
         else {
             hi = mid;
             continue;
@@ -215,15 +214,18 @@ struct Candidate {
     id: i64,
     ts_ms: u64,
     score: f64,
-    /// Filled in already (rows of the unindexed tail carry their own snippet).
+    /// BM25 relevance within its kind (≥ 0).
+    rel: f64,
+    /// Filled in already (log rows carry their own snippet).
     hit: Option<Hit>,
 }
 
-fn kind_weight(kind: Kind) -> (f64, f64) {
+/// Added to a hit's score by kind: at equal relevance and age, a note beats an event beats a log.
+fn kind_bonus(kind: Kind) -> f64 {
     match kind {
-        Kind::Note => (2.0, 1.0),
-        Kind::Event => (1.5, 0.5),
-        Kind::Log => (1.0, 0.0),
+        Kind::Note => 1.0,
+        Kind::Event => 0.5,
+        Kind::Log => 0.0,
     }
 }
 
@@ -233,21 +235,14 @@ fn recency(ts_ms: u64, now_ms: u64) -> f64 {
     3.0 * 0.5f64.powf(age_days / 7.0)
 }
 
-fn score(kind: Kind, bm25: f64, ts_ms: u64, now_ms: u64) -> f64 {
-    let (w, b) = kind_weight(kind);
-    w * (-bm25).max(0.0) + b + recency(ts_ms, now_ms)
+/// The formula documented on `Store::search`; `relevance` is already normalised to 0..=1 within its kind.
+fn score(kind: Kind, relevance: f64, ts_ms: u64, now_ms: u64) -> f64 {
+    3.0 * relevance + kind_bonus(kind) + recency(ts_ms, now_ms)
 }
 
 /// Runs a statement whose rows are `(id, bm25, ts_ms)`; an FTS5 query error (which the quoting should make
 /// impossible) counts as "no match" rather than an error for the user.
-fn collect(
-    conn: &Connection,
-    sql: &str,
-    params: &[Value],
-    kind: Kind,
-    now: u64,
-    out: &mut Vec<Candidate>,
-) -> Result<()> {
+fn collect(conn: &Connection, sql: &str, params: &[Value], kind: Kind, out: &mut Vec<Candidate>) -> Result<()> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params_from_iter(params.iter()), |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?, r.get::<_, i64>(2)?))
@@ -264,7 +259,7 @@ fn collect(
             Err(e) => return Err(e.into()),
         };
         let ts = ts.max(0) as u64;
-        out.push(Candidate { kind, id, ts_ms: ts, score: score(kind, bm25, ts, now), hit: None });
+        out.push(Candidate { kind, id, ts_ms: ts, rel: (-bm25).max(0.0), score: 0.0, hit: None });
     }
     Ok(())
 }
@@ -295,75 +290,73 @@ pub(crate) fn search(conn: &Connection, q: &SearchQuery, now: u64) -> Result<Vec
     let mut cands = Vec::new();
 
     // Logs: the indexed part through FTS5, the unindexed tail by scanning.
-    if wants(Kind::Log) {
-        if let Some((lo, hi)) = log_id_range(conn, q.since_ms, q.until_ms)? {
-            let mut filters = String::new();
-            if let Some(ids) = module_filter {
-                filters.push_str(&format!(" AND {}", in_list("l.module_id", ids)));
+    if wants(Kind::Log)
+        && let Some((lo, hi)) = log_id_range(conn, q.since_ms, q.until_ms)?
+    {
+        let mut filters = String::new();
+        if let Some(ids) = module_filter {
+            filters.push_str(&format!(" AND {}", in_list("l.module_id", ids)));
+        }
+        if let Some(l) = q.level {
+            filters.push_str(&format!(" AND l.level >= {}", l.as_i64()));
+        }
+        if let (Some(m), Some(matcher)) = (&fts, Matcher::new(&q.text)) {
+            let indexed = indexed_upto(conn)?;
+            let parts = parts_in(conn, i64::MIN, indexed)?;
+            let stats = LogStats::load(conn, &matcher, &parts)?;
+            let mut rows = scan_tail(conn, &matcher, lo.max(indexed + 1), hi, &filters, SEARCH_CANDIDATES, false)?
+                .into_iter()
+                .map(|(raw, found)| (raw, Some(found)))
+                .collect::<Vec<_>>();
+            if lo <= indexed && rows.len() < SEARCH_CANDIDATES {
+                let found =
+                    indexed_matches(conn, m, lo, hi.min(indexed), &filters, SEARCH_CANDIDATES - rows.len(), false)?;
+                rows.extend(found.into_iter().map(|raw| {
+                    let f = matcher.find(&raw.text);
+                    (raw, f)
+                }));
             }
-            if let Some(l) = q.level {
-                filters.push_str(&format!(" AND l.level >= {}", l.as_i64()));
+            for (raw, found) in rows {
+                let ts = raw.ts_ms.max(0) as u64;
+                // FTS5 folds diacritics and the matcher does not: such a row still matched; score it as
+                // one occurrence of each term and let FTS5 make its snippet.
+                let (rel, snippet) = match &found {
+                    Some(f) => (
+                        stats.relevance(f),
+                        Some(highlight(&raw.text, &f.ranges, HIGHLIGHT_START, HIGHLIGHT_END, SNIPPET_CHARS)),
+                    ),
+                    None => (
+                        stats.relevance(&matcher::Found {
+                            ranges: Vec::new(),
+                            counts: vec![1; matcher.terms().len()],
+                            doc_tokens: 16,
+                        }),
+                        None,
+                    ),
+                };
+                let score = 0.0;
+                let snippet =
+                    snippet.unwrap_or_else(|| highlight(&raw.text, &[], HIGHLIGHT_START, HIGHLIGHT_END, SNIPPET_CHARS));
+                let hit = Some(Hit {
+                    kind: Kind::Log,
+                    id: raw.id,
+                    ts_ms: ts,
+                    project: names.project_of_module(raw.module_id),
+                    module: names.module(Some(raw.module_id)),
+                    run: Some(raw.run as u64),
+                    level: Level::from_i64(raw.level),
+                    snippet,
+                    score,
+                });
+                cands.push(Candidate { kind: Kind::Log, id: raw.id, ts_ms: ts, rel, score, hit });
             }
-            if let (Some(m), Some(matcher)) = (&fts, Matcher::new(&q.text)) {
-                let indexed = indexed_upto(conn)?;
-                let stats = LogStats::load(conn, &matcher, indexed)?;
-                let mut rows = scan_tail(conn, &matcher, lo.max(indexed + 1), hi, &filters, SEARCH_CANDIDATES, false)?
-                    .into_iter()
-                    .map(|(raw, found)| (raw, Some(found)))
-                    .collect::<Vec<_>>();
-                if lo <= indexed && rows.len() < SEARCH_CANDIDATES {
-                    let params: Vec<Value> = vec![
-                        Value::Text(m.clone()),
-                        lo.into(),
-                        hi.min(indexed).into(),
-                        ((SEARCH_CANDIDATES - rows.len()) as i64).into(),
-                    ];
-                    let sql = format!(
-                        "SELECT {LOG_COLS} FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid
-                         WHERE logs_fts MATCH ?1 AND logs_fts.rowid BETWEEN ?2 AND ?3{filters}
-                         ORDER BY logs_fts.rowid DESC LIMIT ?4"
-                    );
-                    let mut stmt = conn.prepare_cached(&sql)?;
-                    let found = stmt.query_map(params_from_iter(params.iter()), raw_log);
-                    match found.and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>()) {
-                        Ok(v) => rows.extend(v.into_iter().map(|raw| {
-                            let f = matcher.find(&raw.text);
-                            (raw, f)
-                        })),
-                        Err(e) if is_fts_syntax(&e) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                for (raw, found) in rows {
-                    let ts = raw.ts_ms.max(0) as u64;
-                    // FTS5 folds diacritics and the matcher does not: such a row still matched; score it as
-                    // one occurrence of each term and let FTS5 make its snippet.
-                    let (rel, snippet) = match &found {
-                        Some(f) => (stats.relevance(f), Some(highlight(&raw.text, &f.ranges, HIGHLIGHT_START, HIGHLIGHT_END, SNIPPET_CHARS))),
-                        None => (stats.relevance(&matcher::Found { ranges: Vec::new(), counts: vec![1; matcher.terms().len()], doc_tokens: 16 }), None),
-                    };
-                    let score = score(Kind::Log, -rel, ts, now);
-                    let hit = snippet.map(|snippet| Hit {
-                        kind: Kind::Log,
-                        id: raw.id,
-                        ts_ms: ts,
-                        project: names.project_of_module(raw.module_id),
-                        module: names.module(Some(raw.module_id)),
-                        run: Some(raw.run as u64),
-                        level: Level::from_i64(raw.level),
-                        snippet,
-                        score,
-                    });
-                    cands.push(Candidate { kind: Kind::Log, id: raw.id, ts_ms: ts, score, hit });
-                }
-            } else if q.text.trim().is_empty() {
-                let params: Vec<Value> = vec![lo.into(), hi.into(), cand_limit.into()];
-                let sql = format!(
-                    "SELECT l.id, 0.0, l.ts_ms FROM logs l WHERE l.id BETWEEN ?1 AND ?2{filters}
+        } else if q.text.trim().is_empty() {
+            let params: Vec<Value> = vec![lo.into(), hi.into(), cand_limit.into()];
+            let sql = format!(
+                "SELECT l.id, 0.0, l.ts_ms FROM logs l WHERE l.id BETWEEN ?1 AND ?2{filters}
                      ORDER BY l.id DESC LIMIT ?3"
-                );
-                collect(conn, &sql, &params, Kind::Log, now, &mut cands)?;
-            }
+            );
+            collect(conn, &sql, &params, Kind::Log, &mut cands)?;
         }
     }
 
@@ -382,11 +375,10 @@ pub(crate) fn search(conn: &Connection, q: &SearchQuery, now: u64) -> Result<Vec
         if let Some(pid) = project_id {
             filters.push_str(&format!(" AND t.project_id = {pid}"));
         }
-        if q.module.is_some() {
-            match module_ids.as_deref() {
-                Some(ids) => filters.push_str(&format!(" AND {}", in_list("t.module_id", ids))),
-                None => {}
-            }
+        if q.module.is_some()
+            && let Some(ids) = module_ids.as_deref()
+        {
+            filters.push_str(&format!(" AND {}", in_list("t.module_id", ids)))
         }
         if let (Some(l), true) = (q.level, has_level) {
             filters.push_str(&format!(" AND t.level >= {}", l.as_i64()));
@@ -407,12 +399,21 @@ pub(crate) fn search(conn: &Connection, q: &SearchQuery, now: u64) -> Result<Vec
                 "SELECT t.id, 0.0, t.ts_ms FROM {table} t WHERE 1{filters} ORDER BY t.id DESC LIMIT {cand_limit}"
             ),
         };
-        collect(conn, &sql, &params, kind, now, &mut cands)?;
+        collect(conn, &sql, &params, kind, &mut cands)?;
     }
 
     if fts.is_none() && !q.text.trim().is_empty() {
         // Only punctuation was typed: nothing can match (rather than "everything").
         return Ok(Vec::new());
+    }
+    // BM25 values of different tables are not comparable (each has its own document frequencies: a term in
+    // the only note has idf ≈ 0 there), so relevance is normalised within each kind before kinds meet.
+    for kind in [Kind::Log, Kind::Event, Kind::Note] {
+        let best = cands.iter().filter(|c| c.kind == kind).map(|c| c.rel).fold(0.0, f64::max);
+        for c in cands.iter_mut().filter(|c| c.kind == kind) {
+            let rel = if best > 0.0 { c.rel / best } else { 0.0 };
+            c.score = score(kind, rel, c.ts_ms, now);
+        }
     }
     cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.ts_ms.cmp(&a.ts_ms)).then(b.id.cmp(&a.id)));
     cands.truncate(limit);
@@ -440,20 +441,13 @@ fn plain_snippet(text: &str) -> String {
 }
 
 fn hit_details(conn: &Connection, names: &Names, fts: Option<&str>, c: &Candidate) -> Result<Option<Hit>> {
-    let snippet_sql = |table: &str, col: i64, tokens: i64| {
-        format!("snippet({table}, {col}, char(1), char(2), '…', {tokens})")
-    };
+    let snippet_sql =
+        |table: &str, col: i64, tokens: i64| format!("snippet({table}, {col}, char(1), char(2), '…', {tokens})");
     let hit = match c.kind {
         Kind::Log => {
-            let sql = match fts {
-                Some(_) => format!(
-                    "SELECT {}, l.module_id, l.run, l.level FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid
-                     WHERE logs_fts MATCH ?1 AND logs_fts.rowid = ?2",
-                    snippet_sql("logs_fts", 0, SNIPPET_TOKENS)
-                ),
-                None => "SELECT l.text, l.module_id, l.run, l.level FROM logs l WHERE ?1 IS NOT NULL AND l.id = ?2".into(),
-            };
-            conn.prepare_cached(&sql)?
+            // Log rows found by words carry their hit already; this is the empty-text listing.
+            let sql = "SELECT l.text, l.module_id, l.run, l.level FROM logs l WHERE ?1 IS NOT NULL AND l.id = ?2";
+            conn.prepare_cached(sql)?
                 .query_row(params![fts.unwrap_or(""), c.id], |r| {
                     let snippet: String = r.get(0)?;
                     let module_id: i64 = r.get(1)?;
@@ -465,7 +459,7 @@ fn hit_details(conn: &Connection, names: &Names, fts: Option<&str>, c: &Candidat
                         module: names.module(Some(module_id)),
                         run: Some(r.get::<_, i64>(2)? as u64),
                         level: Level::from_i64(r.get(3)?),
-                        snippet: if fts.is_some() { snippet } else { plain_snippet(&snippet) },
+                        snippet: plain_snippet(&snippet),
                         score: c.score,
                     })
                 })
@@ -594,7 +588,8 @@ fn scan_tail(
         like.push_str(&format!(" AND l.text LIKE ?{} ESCAPE '\\'", params.len()));
     }
     let order = if ascending { "ASC" } else { "DESC" };
-    let sql = format!("SELECT {LOG_COLS} FROM logs l WHERE l.id BETWEEN ?1 AND ?2{filters}{like} ORDER BY l.id {order}");
+    let sql =
+        format!("SELECT {LOG_COLS} FROM logs l WHERE l.id BETWEEN ?1 AND ?2{filters}{like} ORDER BY l.id {order}");
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(params.iter()))?;
     let mut out = Vec::new();
@@ -610,13 +605,75 @@ fn scan_tail(
     Ok(out)
 }
 
+/// One part of the log index.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    part: i64,
+    first_id: i64,
+    last_id: i64,
+}
+
+/// Parts of the log index that hold rows in `[lo, hi]`, oldest first.
+fn parts_in(conn: &Connection, lo: i64, hi: i64) -> Result<Vec<Part>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT part, first_id, last_id FROM log_index_parts WHERE last_id >= ?1 AND first_id <= ?2 AND rows > 0
+         ORDER BY part",
+    )?;
+    let parts = stmt
+        .query_map([lo, hi], |r| Ok(Part { part: r.get(0)?, first_id: r.get(1)?, last_id: r.get(2)? }))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(parts)
+}
+
+/// Index matches in `[lo, hi]` that pass `filters`, read from `logs`, across parts in id order, until
+/// `limit` rows. Entries of deleted rows find no `logs` row and drop out of the join.
+fn indexed_matches(
+    conn: &Connection,
+    fts: &str,
+    lo: i64,
+    hi: i64,
+    filters: &str,
+    limit: usize,
+    ascending: bool,
+) -> Result<Vec<RawLog>> {
+    let mut parts = parts_in(conn, lo, hi)?;
+    if !ascending {
+        parts.reverse();
+    }
+    let order = if ascending { "ASC" } else { "DESC" };
+    let mut out = Vec::new();
+    for p in parts {
+        if out.len() >= limit {
+            break;
+        }
+        let t = format!("logs_fts_{}", p.part);
+        let sql = format!(
+            "SELECT {LOG_COLS} FROM {t} CROSS JOIN logs l ON l.id = {t}.rowid
+             WHERE {t} MATCH ?1 AND {t}.rowid BETWEEN ?2 AND ?3{filters}
+             ORDER BY {t}.rowid {order} LIMIT ?4"
+        );
+        let params: Vec<Value> =
+            vec![Value::Text(fts.to_string()), lo.into(), hi.into(), ((limit - out.len()) as i64).into()];
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(params.iter()), raw_log);
+        match rows.and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>()) {
+            Ok(v) => out.extend(v),
+            Err(e) if is_fts_syntax(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
 /// What BM25 needs to score log rows: the number of indexed rows and their average length (FTS5's own
 /// "averages" record), and each term's document frequency.
 ///
 /// FTS5's `bm25()` counts a term's documents by walking its whole posting list — 20 ms for a word in most
 /// of a million lines — and `fts5vocab` does the same. Instead the df is *estimated from density*: the
 /// newest [`DF_PROBE`] matches of the term are read (fast, newest first) and their share of the id range
-/// they span is extrapolated to the index. A term with fewer matches than that is counted exactly.
+/// they span is extrapolated to the index. A term with fewer matches than that is counted exactly. (The
+/// index parts are contentless, so `bm25()` and `snippet()` are not available for logs anyway: the store
+/// scores and highlights log rows itself, the same way for indexed rows and the unindexed tail.)
 struct LogStats {
     idf: Vec<f64>,
     avgdl: f64,
@@ -626,39 +683,49 @@ struct LogStats {
 const DF_PROBE: i64 = 1_000;
 
 impl LogStats {
-    fn load(conn: &Connection, matcher: &Matcher, indexed_upto: i64) -> Result<LogStats> {
-        let blob: Option<Vec<u8>> = conn
-            .query_row("SELECT block FROM logs_fts_data WHERE id = 1", [], |r| r.get(0))
-            .optional()?;
-        let (n_rows, n_tokens) = blob.map_or((0, 0), |b| {
-            let (a, used) = sqlite_varint(&b);
-            let (t, _) = sqlite_varint(&b[used.min(b.len())..]);
-            (a, t)
-        });
+    fn load(conn: &Connection, matcher: &Matcher, parts: &[Part]) -> Result<LogStats> {
+        // Each part's "averages" record (id 1 of its data table): varint row count, then token count.
+        let (mut n_rows, mut n_tokens) = (0u64, 0u64);
+        for p in parts {
+            let blob: Option<Vec<u8>> = conn
+                .query_row(&format!("SELECT block FROM logs_fts_{}_data WHERE id = 1", p.part), [], |r| r.get(0))
+                .optional()?;
+            if let Some(b) = blob {
+                let (a, used) = sqlite_varint(&b);
+                let (t, _) = sqlite_varint(&b[used.min(b.len())..]);
+                n_rows += a;
+                n_tokens += t;
+            }
+        }
         let n = n_rows.max(1) as f64;
         let avgdl = if n_rows > 0 { (n_tokens as f64 / n).max(1.0) } else { 16.0 };
-        let mut probe = conn.prepare_cached(
-            "SELECT count(*), min(rowid) FROM (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?1 AND rowid <= ?2
-             ORDER BY rowid DESC LIMIT ?3)",
-        )?;
         let mut idf = Vec::new();
         for term in matcher.terms() {
             let q = fts_query(&format!("\"{}\"{}", term.raw.replace('"', " "), if term.prefix { "*" } else { "" }));
-            let df = match q {
-                Some(q) if n_rows > 0 => {
-                    let (count, min): (i64, Option<i64>) = probe
-                        .query_row(params![q, indexed_upto, DF_PROBE], |r| Ok((r.get(0)?, r.get(1)?)))
+            let mut df = 0.0;
+            if let (Some(q), true) = (q, n_rows > 0) {
+                // Newest parts first, until DF_PROBE matches are seen; extrapolate over the ids covered.
+                let (mut count, mut covered, mut exact) = (0i64, 0i64, true);
+                for p in parts.iter().rev() {
+                    let want = DF_PROBE - count;
+                    let (c, min): (i64, Option<i64>) = conn
+                        .prepare_cached(&format!(
+                            "SELECT count(*), min(rowid) FROM (SELECT rowid FROM logs_fts_{0} WHERE logs_fts_{0} MATCH ?1
+                             ORDER BY rowid DESC LIMIT ?2)",
+                            p.part
+                        ))?
+                        .query_row(params![q, want], |r| Ok((r.get(0)?, r.get(1)?)))
                         .unwrap_or((0, None));
-                    match min {
-                        Some(min) if count >= DF_PROBE => {
-                            let span = (indexed_upto - min + 1).max(count) as f64;
-                            (count as f64 / span * n).min(n)
-                        }
-                        _ => count as f64,
+                    count += c;
+                    if c >= want {
+                        covered += p.last_id - min.unwrap_or(p.first_id) + 1;
+                        exact = false;
+                        break;
                     }
+                    covered += p.last_id - p.first_id + 1;
                 }
-                _ => 0.0,
-            };
+                df = if exact { count as f64 } else { (count as f64 / covered.max(1) as f64 * n).min(n) };
+            }
             let v = ((n - df + 0.5) / (df + 0.5)).ln();
             idf.push(if v <= 0.0 { 1e-6 } else { v });
         }
@@ -751,7 +818,9 @@ pub(crate) fn query_logs(conn: &Connection, q: &LogQuery) -> Result<Vec<LogRecor
     let text = q.text.as_deref().filter(|t| !t.trim().is_empty());
     let raws: Vec<RawLog> = match text {
         None => {
-            let sql = format!("SELECT {LOG_COLS} FROM logs l WHERE l.id BETWEEN ?1 AND ?2{filters} ORDER BY l.id {order} LIMIT ?3");
+            let sql = format!(
+                "SELECT {LOG_COLS} FROM logs l WHERE l.id BETWEEN ?1 AND ?2{filters} ORDER BY l.id {order} LIMIT ?3"
+            );
             let mut stmt = conn.prepare_cached(&sql)?;
             stmt.query_map(params_from_iter(params.iter()), raw_log)?.collect::<rusqlite::Result<_>>()?
         }
@@ -763,19 +832,7 @@ pub(crate) fn query_logs(conn: &Connection, q: &LogQuery) -> Result<Vec<LogRecor
                 if lo > hi {
                     return Ok(Vec::new());
                 }
-                let p: Vec<Value> = vec![lo.into(), hi.into(), (limit as i64).into(), Value::Text(m.clone())];
-                let sql = format!(
-                    "SELECT {LOG_COLS} FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid
-                     WHERE logs_fts MATCH ?4 AND logs_fts.rowid BETWEEN ?1 AND ?2{filters}
-                     ORDER BY logs_fts.rowid {order} LIMIT ?3"
-                );
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params_from_iter(p.iter()), raw_log);
-                match rows.and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>()) {
-                    Ok(v) => Ok(v),
-                    Err(e) if is_fts_syntax(&e) => Ok(Vec::new()),
-                    Err(e) => Err(e.into()),
-                }
+                indexed_matches(conn, &m, lo, hi, &filters, limit, forward)
             };
             let tail_part = |lo: i64, hi: i64, want: usize| -> Result<Vec<RawLog>> {
                 Ok(scan_tail(conn, &matcher, lo, hi, &filters, want, forward)?.into_iter().map(|(r, _)| r).collect())
@@ -944,10 +1001,13 @@ pub(crate) fn sizes(conn: &Connection) -> Result<StoreStats> {
     let count = |sql: &str| -> Result<u64> { Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))?.max(0) as u64) };
     Ok(StoreStats {
         log_rows: count("SELECT count(*) FROM logs")?,
-        unindexed: count("SELECT count(*) FROM logs WHERE id > (SELECT value FROM meta WHERE key = 'logs_indexed_upto')")?,
+        unindexed: count(
+            "SELECT count(*) FROM logs WHERE id > (SELECT value FROM meta WHERE key = 'logs_indexed_upto')",
+        )?,
         event_rows: count("SELECT count(*) FROM events")?,
         note_rows: count("SELECT count(*) FROM notes")?,
         used_bytes: super::writer::used_bytes(conn).map_err(StoreError::from)?,
+        reclaimable_bytes: super::writer::reclaimable_index_bytes(conn).map_err(StoreError::from)?,
         file_bytes: 0,
         written: 0,
         dropped: 0,

@@ -22,6 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::line::{Level, ProcessedLine};
 use super::mask::mask_text;
+use super::schema;
 use super::{
     Counters, Gate, INDEX_STEP_ROWS, MAX_UNINDEXED_ROWS, NoteInput, RETENTION_STEP_ROWS, Result, RetentionPolicy,
     RetentionReport, StoreError, StoreOptions,
@@ -142,6 +143,8 @@ struct WriterState {
     last_log_id: i64,
     /// After an indexing error, wait before trying again (a full disk should not spin the thread).
     index_retry_at: Option<Instant>,
+    /// When the oldest unindexed row was committed (for `index_delay`).
+    tail_since: Option<Instant>,
 }
 
 impl WriterState {
@@ -176,9 +179,8 @@ impl Writer {
             .ok()
             .flatten();
         let (last_id, last_ts) = last.unwrap_or((0, 0));
-        let indexed_upto: i64 = conn
-            .query_row("SELECT value FROM meta WHERE key = 'logs_indexed_upto'", [], |r| r.get(0))
-            .unwrap_or(0);
+        let indexed_upto: i64 =
+            conn.query_row("SELECT value FROM meta WHERE key = 'logs_indexed_upto'", [], |r| r.get(0)).unwrap_or(0);
         // Retention may have deleted every row; the watermark still remembers how far ids went.
         let last_log_id = last_id.max(indexed_upto);
         Writer {
@@ -194,6 +196,7 @@ impl Writer {
                 indexed_upto,
                 last_log_id,
                 index_retry_at: None,
+                tail_since: (last_log_id > indexed_upto).then(Instant::now),
             },
         }
     }
@@ -202,7 +205,7 @@ impl Writer {
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
         loop {
             let busy = self.st.retention_behind || self.can_index();
-            let wait = if busy { Duration::ZERO } else { RETENTION_CHECK_EVERY };
+            let wait = if busy { Duration::ZERO } else { self.until_index_due().min(RETENTION_CHECK_EVERY) };
             let first = match rx.recv_timeout(wait) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
@@ -220,39 +223,77 @@ impl Writer {
             if end == End::Stop {
                 break;
             }
-            if self.can_index() {
-                if end == End::Time {
-                    self.index_step(INDEX_STEP_ROWS);
-                } else if self.st.unindexed() > MAX_UNINDEXED_ROWS as i64 {
-                    self.index_step(rows.max(1_000));
-                }
+            if self.st.unindexed() > 0 && self.st.tail_since.is_none() {
+                self.st.tail_since = Some(Instant::now());
+            }
+            if self.st.unindexed() > MAX_UNINDEXED_ROWS as i64 {
+                self.index_step(rows.max(1_000));
+            } else if end == End::Time && self.can_index() {
+                self.index_step(INDEX_STEP_ROWS);
             }
             self.retention_tick();
         }
         self.st.gate.close();
     }
 
+    /// Opportunistic indexing is allowed: rows wait, the tail is old enough, no recent error.
     fn can_index(&self) -> bool {
-        self.st.unindexed() > 0 && self.st.index_retry_at.is_none_or(|t| Instant::now() >= t)
+        self.st.unindexed() > 0
+            && self.st.index_retry_at.is_none_or(|t| Instant::now() >= t)
+            && self.st.tail_since.is_none_or(|t| t.elapsed() >= self.st.opts.index_delay)
     }
 
-    /// Moves up to `limit` log rows into the FTS index, in one transaction.
+    /// Time until the tail becomes old enough to index (a long time when there is nothing to index).
+    fn until_index_due(&self) -> Duration {
+        match self.st.tail_since {
+            Some(t) if self.st.unindexed() > 0 => self.st.opts.index_delay.saturating_sub(t.elapsed()),
+            _ => RETENTION_CHECK_EVERY,
+        }
+    }
+
+    /// Moves up to `limit` log rows into the current part of the FTS index, in one transaction; starts a new
+    /// part when the current one is full.
     fn index_step(&mut self, limit: usize) {
         let from = self.st.indexed_upto;
+        let part_rows = self.st.opts.index_part_rows.max(1) as i64;
         let res = (|| -> rusqlite::Result<i64> {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let current: Option<(i64, i64)> = self
+                .conn
+                .query_row("SELECT part, rows FROM log_index_parts ORDER BY part DESC LIMIT 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let (part, rows) = match current {
+                Some((p, r)) if r < part_rows => (p, r),
+                other => {
+                    let p = other.map_or(1, |(p, _)| p + 1);
+                    self.conn.execute_batch(&schema::LOG_PART_SQL.replace("{part}", &p.to_string()))?;
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO log_index_parts (part, first_id, last_id, rows) VALUES (?1, ?2, ?3, 0)",
+                        )?
+                        .execute(params![p, from + 1, from])?;
+                    (p, 0)
+                }
+            };
+            let take = (limit as i64).min(part_rows - rows).max(1);
             let upto: Option<i64> = self.conn.query_row(
                 "SELECT max(id) FROM (SELECT id FROM logs WHERE id > ?1 ORDER BY id LIMIT ?2)",
-                params![from, limit as i64],
+                params![from, take],
                 |r| r.get(0),
             )?;
             let upto = upto.unwrap_or(self.st.last_log_id).max(from);
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            self.conn
-                .prepare_cached("INSERT INTO logs_fts (rowid, text) SELECT id, text FROM logs WHERE id > ?1 AND id <= ?2")?
+            let n = self
+                .conn
+                .prepare_cached(&format!(
+                    "INSERT INTO logs_fts_{part} (rowid, text) SELECT id, text FROM logs WHERE id > ?1 AND id <= ?2"
+                ))?
                 .execute(params![from, upto])?;
             self.conn
-                .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'logs_indexed_upto'")?
-                .execute([upto])?;
+                .prepare_cached("UPDATE log_index_parts SET last_id = ?2, rows = rows + ?3 WHERE part = ?1")?
+                .execute(params![part, upto, n as i64])?;
+            self.conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'logs_indexed_upto'")?.execute([upto])?;
             self.conn.execute_batch("COMMIT")?;
             Ok(upto)
         })();
@@ -260,6 +301,9 @@ impl Writer {
             Ok(upto) => {
                 self.st.indexed_upto = upto;
                 self.st.index_retry_at = None;
+                if self.st.unindexed() == 0 {
+                    self.st.tail_since = None;
+                }
             }
             Err(e) => {
                 self.rollback();
@@ -276,10 +320,7 @@ impl Writer {
             self.index_step(INDEX_STEP_ROWS * 5);
             if self.st.indexed_upto == before {
                 let err = self.st.counters.last_error.lock().ok().and_then(|g| g.clone());
-                return Err(StoreError::Open {
-                    path: self.conn.path().unwrap_or("").into(),
-                    message: err.unwrap_or_else(|| "indexing made no progress".into()),
-                });
+                return Err(StoreError::Write(err.unwrap_or_else(|| "indexing made no progress".into())));
             }
         }
         Ok(())
@@ -348,20 +389,19 @@ impl Writer {
                         }
                         rows += 1;
                         log_rows += 1;
-                        if failed.is_none() {
-                            if let Some(s) = stmts.as_mut() {
-                                if let Err(e) = s.insert_log(conn, st, &row) {
-                                    failed = Some(e);
-                                }
-                            }
+                        if failed.is_none()
+                            && let Some(s) = stmts.as_mut()
+                            && let Err(e) = s.insert_log(conn, st, &row)
+                        {
+                            failed = Some(e);
                         }
                     }
                     Msg::Event(ev) => {
                         rows += 1;
-                        if failed.is_none() {
-                            if let Err(e) = insert_event(conn, st, &ev) {
-                                failed = Some(e);
-                            }
+                        if failed.is_none()
+                            && let Err(e) = insert_event(conn, st, &ev)
+                        {
+                            failed = Some(e);
                         }
                     }
                     Msg::Flush(reply) => {
@@ -380,10 +420,10 @@ impl Writer {
         }
         self.st.gate.release(unreleased);
 
-        if failed.is_none() {
-            if let Err(e) = self.conn.execute_batch("COMMIT") {
-                failed = Some(e);
-            }
+        if failed.is_none()
+            && let Err(e) = self.conn.execute_batch("COMMIT")
+        {
+            failed = Some(e);
         }
         match failed {
             None => {
@@ -559,8 +599,15 @@ impl Writer {
             report.events_by_age = old_events.len() as u64;
         }
 
-        // Logs by size, only when age did nothing this step (one delete per step).
-        let used = used_bytes(&self.conn)?;
+        // Logs by size, only when age did nothing this step (one delete per step). What counts is the bytes
+        // that deleting rows can still free: index parts that are partly expired are discounted by the share
+        // already deleted (they are freed whole when their last row goes).
+        let raw_used = used_bytes(&self.conn)?;
+        let used = if raw_used > policy.max_bytes {
+            raw_used.saturating_sub(reclaimable_index_bytes(&self.conn)?)
+        } else {
+            raw_used
+        };
         report.used_bytes = used;
         if report.logs_by_age == 0 && used > policy.max_bytes {
             let bounds: Option<(i64, i64)> = self
@@ -575,42 +622,61 @@ impl Writer {
                 let per_row = (used / rows_est).max(1);
                 let want = ((used - policy.max_bytes) / per_row + 1)
                     .clamp((RETENTION_STEP_ROWS / 100) as u64, RETENTION_STEP_ROWS as u64);
-                let upto: i64 = self
-                    .conn
-                    .query_row(
-                        "SELECT max(id) FROM (SELECT id FROM logs ORDER BY id LIMIT ?1)",
-                        [want as i64],
-                        |r| r.get(0),
-                    )?;
+                let upto: i64 = self.conn.query_row(
+                    "SELECT max(id) FROM (SELECT id FROM logs ORDER BY id LIMIT ?1)",
+                    [want as i64],
+                    |r| r.get(0),
+                )?;
                 report.logs_by_size = self.delete_logs_upto(upto)?;
-                report.used_bytes = used_bytes(&self.conn)?;
+                report.used_bytes = used_bytes(&self.conn)?.saturating_sub(reclaimable_index_bytes(&self.conn)?);
             }
         }
         Ok(report)
     }
 
+    /// Deletes log rows `<= upto` and drops the index parts that no longer cover any row.
     fn delete_logs_upto(&mut self, upto: i64) -> rusqlite::Result<u64> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        // External-content FTS5: each indexed row is removed from the index with the exact text it was
-        // indexed with; rows of the unindexed tail were never in it.
-        self.conn
-            .prepare_cached(
-                "INSERT INTO logs_fts (logs_fts, rowid, text) SELECT 'delete', id, text FROM logs WHERE id <= ?1",
-            )?
-            .execute([upto.min(self.st.indexed_upto)])?;
         let n = self.conn.prepare_cached("DELETE FROM logs WHERE id <= ?1")?.execute([upto])? as u64;
+        let expired: Vec<i64> = self
+            .conn
+            .prepare_cached("SELECT part FROM log_index_parts WHERE last_id <= ?1")?
+            .query_map([upto], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for part in expired {
+            self.conn.execute_batch(&format!("DROP TABLE IF EXISTS logs_fts_{part}"))?;
+            self.conn.prepare_cached("DELETE FROM log_index_parts WHERE part = ?1")?.execute([part])?;
+        }
         let indexed = self.st.indexed_upto.max(upto);
         self.conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'logs_indexed_upto'")?.execute([indexed])?;
-        // Secure-delete empties the deleted rows' entries but leaves their segment pages allocated; a bounded
-        // amount of merge work per step (a negative amount also merges across levels) rewrites segments
-        // compactly so the pages really return to the freelist. Without it, size retention never converged
-        // (the test `retention_by_size_…` deleted every row and stayed above the limit).
-        self.conn.execute_batch("INSERT INTO logs_fts (logs_fts, rank) VALUES ('merge', -64)")?;
         self.conn.execute_batch("COMMIT")?;
         self.st.indexed_upto = indexed;
         self.st.counters.retained_deleted.fetch_add(n, Ordering::Relaxed);
         Ok(n)
     }
+}
+
+/// Bytes of index parts whose rows are partly deleted, in proportion to the deleted share: space that is
+/// freed when the part expires, and that deleting more rows now would not free.
+pub(crate) fn reclaimable_index_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let min_live: Option<i64> = conn.query_row("SELECT min(id) FROM logs", [], |r| r.get(0))?;
+    let parts: Vec<(i64, i64, i64)> = conn
+        .prepare_cached("SELECT part, first_id, last_id FROM log_index_parts WHERE first_id < ?1")?
+        .query_map([min_live.unwrap_or(i64::MAX)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut total = 0u64;
+    for (part, first, last) in parts {
+        let span = (last - first + 1).max(1) as f64;
+        let gone = (min_live.unwrap_or(last + 1) - first).clamp(0, last - first + 1) as f64;
+        let mut bytes = 0i64;
+        for shadow in ["data", "idx", "docsize"] {
+            bytes += conn
+                .prepare_cached("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = ?1 AND aggregate = 1")?
+                .query_row([format!("logs_fts_{part}_{shadow}")], |r| r.get::<_, i64>(0))?;
+        }
+        total += (bytes as f64 * gone / span) as u64;
+    }
+    Ok(total)
 }
 
 /// `(page_count − freelist_count) × page_size`.
