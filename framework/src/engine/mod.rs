@@ -7,9 +7,8 @@
 
 mod watch;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -132,29 +131,10 @@ impl EngineHandle {
     }
 }
 
-/// Process groups of every live run in this process, for last-resort cleanup (panic hook, fatal signal).
-static LIVE_GROUPS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
-
-/// SIGKILL every live module process group of every engine in this process. Safe to call from a panic
-/// hook; does not allocate beyond what the lock needs.
+/// SIGKILL every live module process group of every engine in this process (see
+/// [`process::kill_all_live_groups`]). Safe to call from a panic hook.
 pub fn kill_all_live_groups() -> usize {
-    let groups = match LIVE_GROUPS.lock() {
-        Ok(g) => g.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    };
-    for pgid in &groups {
-        let _ = process::signal_group(*pgid, libc::SIGKILL);
-    }
-    groups.len()
-}
-
-fn track_group(pgid: u32, live: bool) {
-    let mut g = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner());
-    if live {
-        g.insert(pgid);
-    } else {
-        g.remove(&pgid);
-    }
+    process::kill_all_live_groups()
 }
 
 /// Start an engine for `stack`. Nothing runs until an [`Input::Up`] (or Start) is sent.
@@ -289,7 +269,6 @@ impl Actor {
         match process::spawn(opts).await {
             Ok(mut child) => {
                 let pid = child.pid;
-                track_group(pid, true);
                 let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<(i32, Duration)>();
                 self.runs.insert(run, ctl_tx);
                 let tx = self.tx.clone();
@@ -301,7 +280,6 @@ impl Actor {
                             Some((sig, timeout)) = ctl_rx.recv() => child.stop(sig, timeout),
                         }
                     };
-                    track_group(pid, false);
                     let _ = tx.send(Msg::Input(Input::Exited { module, run, code: info.code, signal: info.signal }));
                 });
                 Input::Spawned { module: spec.name.clone(), run, pid }
@@ -315,19 +293,27 @@ impl Actor {
         let Some(health) = spec.health.clone() else { return };
         let tx = self.tx.clone();
         let task = tokio::spawn(async move {
-            // Probe fast until the first success so dependents start promptly, then at the interval.
-            let fast = health.interval.min(Duration::from_millis(50));
+            // Until the first success, probe fast so dependents start as soon as the module is ready: wait
+            // 4× the last check's duration (5–50 ms, never more than the interval) — cheap checks are
+            // repeated often, slow ones (an exec probe) do not hog a core. Then probe at the interval.
             let mut ready = false;
             loop {
                 let ctx = probe::ProbeContext { cwd: &spec.cwd, env: &spec.env };
+                let began = tokio::time::Instant::now();
                 let result = probe::check(&health.check, health.timeout, &ctx).await;
+                let took = began.elapsed();
                 let ok = result.is_ok();
                 let detail = result.err().unwrap_or_default();
                 if tx.send(Msg::Input(Input::Probe { module: module.clone(), run, ok, detail })).is_err() {
                     return;
                 }
                 ready |= ok;
-                tokio::time::sleep(if ready { health.interval } else { fast }).await;
+                let pause = if ready {
+                    health.interval
+                } else {
+                    (took * 4).clamp(Duration::from_millis(5), Duration::from_millis(50)).min(health.interval)
+                };
+                tokio::time::sleep(pause).await;
             }
         });
         self.probes.insert(run, task.abort_handle());
