@@ -3,6 +3,8 @@
 //! This file is glue: argument parsing, output formatting and exit codes. The engine lives in
 //! `steward_framework`.
 
+mod client;
+mod daemon;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +55,31 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Run the per-user daemon in the foreground, or control the running one.
+    ///
+    /// The daemon serves every open project over one socket, `$STEWARD_HOME/run/steward.sock` (default
+    /// home: `$XDG_DATA_HOME/steward` or `~/.local/share/steward`). Other commands start it in the
+    /// background when it is not running. Its log is `$STEWARD_HOME/logs/daemon.log`.
+    ///
+    /// Exit status of `steward daemon`: 0 after a clean stop, 1 when a daemon already runs for this home,
+    /// 2 when it cannot start.
+    Daemon {
+        #[command(subcommand)]
+        action: Option<DaemonAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DaemonAction {
+    /// Stop the running daemon: every project is stopped (last opened first) and no module process is
+    /// left. Exit status 0 also when no daemon was running.
+    Stop,
+    /// Show whether the daemon runs, and what it serves. Exit status 0 running, 3 not running, 2 error.
+    Status {
+        /// Print the status as JSON (the `steward/status` result).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,7 +96,95 @@ fn main() -> ExitCode {
             };
             run::run(run::RunArgs { path, profile, watch: !no_watch, quiet })
         }
+        Command::Daemon { action: None } => daemon::run(),
+        Command::Daemon { action: Some(action) } => daemon_control(action),
     }
+}
+
+/// `steward daemon stop|status`: talks to the running daemon (never starts one).
+fn daemon_control(action: DaemonAction) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(async {
+        let home = match client::default_home() {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let c = match client::Client::connect(&home).await {
+            Ok(c) => c,
+            Err(client::ClientError::NotRunning { .. }) => {
+                return match action {
+                    DaemonAction::Stop => {
+                        eprintln!("steward: no daemon is running for {}", home.display());
+                        ExitCode::SUCCESS
+                    }
+                    DaemonAction::Status { json } => {
+                        if json {
+                            println!("null");
+                        } else {
+                            println!("not running (home {})", home.display());
+                        }
+                        ExitCode::from(3)
+                    }
+                };
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match action {
+            DaemonAction::Stop => match c.stop_daemon(std::time::Duration::from_secs(120)).await {
+                Ok(pid) => {
+                    eprintln!("steward: daemon (pid {pid}) stopped");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            DaemonAction::Status { json } => match c.status().await {
+                Ok(s) if json => {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Ok(s) => {
+                    println!(
+                        "running: steward {} (pid {}), up {}s, home {}",
+                        s.version,
+                        s.pid,
+                        s.uptime_ms / 1000,
+                        s.home
+                    );
+                    for p in &s.projects {
+                        let running = p.modules.iter().filter(|m| m.state == steward_protocol::ModuleState::Running).count();
+                        println!(
+                            "  {} ({}) profile {}, {}, {running}/{} running",
+                            p.name,
+                            p.path,
+                            p.profile.as_deref().unwrap_or("-"),
+                            if p.up { "up" } else { "down" },
+                            p.modules.len()
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            },
+        }
+    })
 }
 
 fn check(file: Option<PathBuf>, profile: Option<String>) -> ExitCode {

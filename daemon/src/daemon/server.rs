@@ -1,0 +1,228 @@
+//! The socket server: the accept loop (peer uid checked), one tower-lsp-server session per connection, and
+//! the one table of custom methods.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use steward_protocol as p;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+use tower_lsp_server::jsonrpc::{self, Request};
+use tower_lsp_server::ls_types::{
+    InitializeParams, InitializeResult, InitializedParams, ServerCapabilities, ServerInfo,
+};
+use tower_lsp_server::{LanguageServer, LspService, LspServiceBuilder, Server};
+
+use super::error::ApiError;
+use super::framing::{FrameGuard, Outbox, OutboxWriter, write_loop};
+use super::handlers::{self, Ctx};
+use super::sessions::Session;
+use super::state::DaemonState;
+
+/// Connections served at once; more are refused (and logged).
+const MAX_SESSIONS: usize = 256;
+/// Requests of one session handled concurrently.
+const CONCURRENCY: usize = 16;
+
+/// Accepts connections until shutdown.
+pub async fn accept_loop(state: Arc<DaemonState>, listener: UnixListener) {
+    // SAFETY: getuid cannot fail and touches no memory.
+    let me = unsafe { libc::getuid() };
+    loop {
+        let accepted = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: do not spin.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("refused a connection: cannot read the peer's credentials: {e}");
+                continue;
+            }
+        };
+        if cred.uid() != me {
+            tracing::warn!(
+                "refused a connection from uid {} (pid {:?}): only uid {me} may use this daemon",
+                cred.uid(),
+                cred.pid()
+            );
+            continue;
+        }
+        if state.sessions.len() >= MAX_SESSIONS {
+            tracing::warn!("refused a connection from pid {:?}: {MAX_SESSIONS} sessions are open", cred.pid());
+            continue;
+        }
+        tokio::spawn(run_session(state.clone(), stream, cred.pid()));
+    }
+}
+
+async fn run_session(state: Arc<DaemonState>, stream: UnixStream, peer_pid: Option<i32>) {
+    let id = state.sessions.next_id();
+    let cancel = CancellationToken::new();
+    let outbox = Arc::new(Outbox::new(state.limits, cancel.clone()));
+    let session = Arc::new(Session {
+        id,
+        outbox: outbox.clone(),
+        cancel: cancel.clone(),
+        initialized: Default::default(),
+        peer_pid,
+    });
+    tracing::debug!(session = id, "connected (pid {peer_pid:?})");
+    let (read, write) = stream.into_split();
+    let writer = tokio::spawn(write_loop(outbox.clone(), write, id));
+    state.sessions.insert(session.clone());
+
+    let (service, socket) =
+        methods(LspService::build(|_client| Backend { ctx: Ctx { state: state.clone(), session: session.clone() } }))
+            .finish();
+    let service = service.map_request(absent_params_are_null);
+    let input = FrameGuard::new(read, outbox.clone(), state.limits, id);
+    let server = Server::new(input, OutboxWriter::new(outbox.clone()), socket).concurrency_level(CONCURRENCY);
+    tokio::select! {
+        _ = server.serve(service) => {}
+        _ = cancel.cancelled() => tracing::info!(session = id, "disconnected (stalled or shutting down)"),
+    }
+    state.sessions.remove(id);
+    state.tail.remove_session(id);
+    outbox.close();
+    // Let queued replies (e.g. the error that ended the session) reach the client, within the write timeout.
+    let _ = tokio::time::timeout(state.limits.write_timeout + Duration::from_secs(1), writer).await;
+    tracing::debug!(session = id, "closed");
+}
+
+/// The LSP side of a session. Standard LSP is minimal for now (initialize/shutdown); Steward's methods are
+/// in [`methods`].
+struct Backend {
+    ctx: Ctx,
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, _: InitializeParams) -> jsonrpc::Result<InitializeResult> {
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities::default(),
+            server_info: Some(ServerInfo { name: "steward".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
+            ..InitializeResult::default()
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        self.ctx.session.initialized.store(true, Ordering::Release);
+    }
+
+    async fn shutdown(&self) -> jsonrpc::Result<()> {
+        Ok(())
+    }
+}
+
+/// The one table: every custom method and its handler.
+fn methods(b: LspServiceBuilder<Backend>) -> LspServiceBuilder<Backend> {
+    let b = route::<p::Status, _, _>(b, handlers::status);
+    let b = route::<p::ProjectOpen, _, _>(b, handlers::project_open);
+    let b = route::<p::ProjectUp, _, _>(b, handlers::project_up);
+    let b = route::<p::ProjectDown, _, _>(b, handlers::project_down);
+    let b = route::<p::ModuleStart, _, _>(b, handlers::module_start);
+    let b = route::<p::ModuleStop, _, _>(b, handlers::module_stop);
+    let b = route::<p::ModuleRestart, _, _>(b, handlers::module_restart);
+    let b = route::<p::ProfileList, _, _>(b, handlers::profile_list);
+    let b = route::<p::ProfileUse, _, _>(b, handlers::profile_use);
+    let b = route::<p::LogsQuery, _, _>(b, handlers::logs_query);
+    let b = route::<p::LogsSubscribe, _, _>(b, handlers::logs_subscribe);
+    let b = route::<p::LogsUnsubscribe, _, _>(b, handlers::logs_unsubscribe);
+    let b = route::<p::MemorySearch, _, _>(b, handlers::memory_search);
+    let b = route::<p::MemoryRemember, _, _>(b, handlers::memory_remember);
+    let b = route::<p::EventsQuery, _, _>(b, handlers::events_query);
+    route::<p::DaemonStop, _, _>(b, handlers::daemon_stop)
+}
+
+tokio::task_local! {
+    /// Set while a request handler runs: its panics are answered with -32603 (see the panic hook).
+    static GUARDED: ();
+}
+
+/// True when the current task is a request handler, whose panics are contained.
+pub fn in_guarded_handler() -> bool {
+    GUARDED.try_with(|_| ()).is_ok()
+}
+
+/// Registers `handler` for `R`: params are decoded here (so that errors name the offending field), the
+/// handler runs in its own task (so that a panic answers -32603 instead of killing the session), and its
+/// error becomes a JSON-RPC error.
+fn route<R, F, Fut>(b: LspServiceBuilder<Backend>, handler: F) -> LspServiceBuilder<Backend>
+where
+    R: p::Request,
+    F: Fn(Ctx, R::Params) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<R::Result, ApiError>> + Send + 'static,
+{
+    b.custom_method(R::METHOD, move |backend: &Backend, params: Value| {
+        let ctx = backend.ctx.clone();
+        async move {
+            let params = decode::<R::Params>(params)?;
+            match tokio::spawn(GUARDED.scope((), handler(ctx, params))).await {
+                Ok(r) => r.map_err(jsonrpc::Error::from),
+                Err(e) => {
+                    tracing::error!("handler of {} failed: {e}", R::METHOD);
+                    Err(ApiError::internal(format!("{} failed: {e}", R::METHOD)).into())
+                }
+            }
+        }
+    })
+}
+
+/// Decodes params, naming the field at fault: "invalid params: `filter.level`: unknown variant `loud` …".
+fn decode<P: DeserializeOwned>(params: Value) -> jsonrpc::Result<P> {
+    let params = if params.is_null() { Value::Object(Default::default()) } else { params };
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        jsonrpc::Error::invalid_params(if path == "." {
+            format!("invalid params: {inner}")
+        } else {
+            format!("invalid params: `{path}`: {inner}")
+        })
+    })
+}
+
+/// Methods without required params accept absent params: the router requires a `params` member for methods
+/// that take params, so an absent one becomes `null` (decoded as `{}`).
+fn absent_params_are_null(req: Request) -> Request {
+    if !req.method().starts_with("steward/") || req.params().is_some() {
+        return req;
+    }
+    let (method, id, _) = req.into_parts();
+    let b = Request::build(method).params(Value::Null);
+    match id {
+        Some(id) => b.id(id).finish(),
+        None => b.finish(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_names_the_field() {
+        let e = decode::<p::ModuleParams>(serde_json::json!({"project": 5, "module": "x"})).unwrap_err();
+        assert_eq!(e.code, jsonrpc::ErrorCode::InvalidParams);
+        assert!(e.message.contains("`project`"), "{}", e.message);
+        let e = decode::<p::LogSubscribeParams>(serde_json::json!({"filter": {"level": "loud"}})).unwrap_err();
+        assert!(e.message.contains("`filter.level`"), "{}", e.message);
+        let e = decode::<p::ModuleParams>(serde_json::json!({"module": "x"})).unwrap_err();
+        assert!(e.message.contains("missing field `project`"), "{}", e.message);
+        assert!(decode::<p::StatusParams>(Value::Null).is_ok());
+    }
+}
