@@ -3,6 +3,7 @@
 //! This file is glue: argument parsing, output formatting and exit codes. The engine lives in
 //! `steward_framework`.
 
+mod cli;
 mod client;
 mod daemon;
 mod run;
@@ -10,15 +11,18 @@ mod run;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use steward_framework::config::{self, LoadOptions};
 use steward_framework::graph;
 
 /// Keeps a local stack of services healthy: dependency order, health checks, restarts with backoff,
 /// profiles, hot reload.
 #[derive(Parser)]
-#[command(name = "steward", version, about, propagate_version = true)]
+#[command(name = "steward", version, propagate_version = true)]
 struct Cli {
+    /// Print the result as JSON (the API's result type) instead of text for people.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,6 +71,8 @@ enum Command {
         #[command(subcommand)]
         action: Option<DaemonAction>,
     },
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(Subcommand)]
@@ -74,12 +80,9 @@ enum DaemonAction {
     /// Stop the running daemon: every project is stopped (last opened first) and no module process is
     /// left. Exit status 0 also when no daemon was running.
     Stop,
-    /// Show whether the daemon runs, and what it serves. Exit status 0 running, 3 not running, 2 error.
-    Status {
-        /// Print the status as JSON (the `steward/status` result).
-        #[arg(long)]
-        json: bool,
-    },
+    /// Show whether the daemon runs, and what it serves (`--json`: the `steward/status` result, `null` when
+    /// not running). Exit status 0 running, 3 not running, 2 error.
+    Status,
 }
 
 fn main() -> ExitCode {
@@ -97,12 +100,13 @@ fn main() -> ExitCode {
             run::run(run::RunArgs { path, profile, watch: !no_watch, quiet })
         }
         Command::Daemon { action: None } => daemon::run(),
-        Command::Daemon { action: Some(action) } => daemon_control(action),
+        Command::Daemon { action: Some(action) } => daemon_control(action, cli.json),
+        Command::Client(cmd) => cli::run(cmd, cli.json, Cli::command),
     }
 }
 
 /// `steward daemon stop|status`: talks to the running daemon (never starts one).
-fn daemon_control(action: DaemonAction) -> ExitCode {
+fn daemon_control(action: DaemonAction, json: bool) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -126,7 +130,7 @@ fn daemon_control(action: DaemonAction) -> ExitCode {
                         eprintln!("steward: no daemon is running for {}", home.display());
                         ExitCode::SUCCESS
                     }
-                    DaemonAction::Status { json } => {
+                    DaemonAction::Status => {
                         if json {
                             println!("null");
                         } else {
@@ -152,7 +156,7 @@ fn daemon_control(action: DaemonAction) -> ExitCode {
                     ExitCode::from(2)
                 }
             },
-            DaemonAction::Status { json } => match c.status().await {
+            DaemonAction::Status => match c.status().await {
                 Ok(s) if json => {
                     println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
                     ExitCode::SUCCESS
@@ -166,7 +170,8 @@ fn daemon_control(action: DaemonAction) -> ExitCode {
                         s.home
                     );
                     for p in &s.projects {
-                        let running = p.modules.iter().filter(|m| m.state == steward_protocol::ModuleState::Running).count();
+                        let running =
+                            p.modules.iter().filter(|m| m.state == steward_protocol::ModuleState::Running).count();
                         println!(
                             "  {} ({}) profile {}, {}, {running}/{} running",
                             p.name,

@@ -1,0 +1,305 @@
+//! The client subcommands end to end: the real `steward` binary, a private `STEWARD_HOME`, the demo stack on
+//! free ports. The daemon is started without the demo's port variables; they are set only on the CLI
+//! processes, so the stack only comes up on the right ports if they reach the daemon with `steward up`
+//! (`steward/project/open` env). Waits are on output or deadlines, never sleeps.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn steward_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_steward"))
+}
+
+fn demo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/demo/steward.toml")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Alive and not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
+}
+
+/// Live processes whose environment contains `var` (the daemon and every module it started).
+fn processes_with_env(var: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        if env.split(|b| *b == 0).any(|kv| kv == var.as_bytes()) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+static MARKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A private home with a daemon. Dropping it stops the daemon (`steward daemon stop`) and kills whatever
+/// is left of it and its modules.
+struct Home {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+    mark: String,
+    ports: Vec<(String, String)>,
+    daemon: Option<Child>,
+}
+
+impl Home {
+    fn new() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let mark = format!(
+            "STEWARD_TEST_MARK={}-cli-{}",
+            std::process::id(),
+            MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let ports = ["DEMO_DB_PORT", "DEMO_QUEUE_PORT", "DEMO_API_PORT"]
+            .iter()
+            .map(|k| (k.to_string(), free_port().to_string()))
+            .collect();
+        let mut h = Home { dir, home, mark, ports, daemon: None };
+        // The daemon itself does not know the ports.
+        let (k, v) = h.mark.split_once('=').unwrap();
+        let child = Command::new(steward_bin())
+            .arg("daemon")
+            .env("STEWARD_HOME", &h.home)
+            .env(k, v)
+            .env_remove("DEMO_DB_PORT")
+            .env_remove("DEMO_QUEUE_PORT")
+            .env_remove("DEMO_API_PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        h.daemon = Some(child);
+        let socket = h.home.join("run/steward.sock");
+        wait_until(Duration::from_secs(20), "the daemon's socket", || UnixStream::connect(&socket).is_ok());
+        h
+    }
+
+    /// `steward ARGS` with this home and the demo ports, in a directory without a steward.toml.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(steward_bin());
+        c.args(args).env("STEWARD_HOME", &self.home).current_dir(self.dir.path()).stdin(Stdio::null());
+        let (k, v) = self.mark.split_once('=').unwrap();
+        c.env(k, v);
+        for (k, v) in &self.ports {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs `steward ARGS` to completion.
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().unwrap();
+        eprintln!(
+            "$ steward {} → {:?}\n{}{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(0), "steward {args:?} failed");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    fn leftovers(&self) -> Vec<u32> {
+        processes_with_env(&self.mark)
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["daemon", "stop"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if let Some(mut c) = self.daemon.take() {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for pid in processes_with_env(&self.mark) {
+            // SAFETY: plain syscall.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Kills and reaps a child on drop.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn module<'a>(project: &'a Value, name: &str) -> &'a Value {
+    project["modules"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()
+}
+
+fn pid_of(project: &Value, name: &str) -> u64 {
+    module(project, name)["pid"].as_u64().unwrap_or_else(|| panic!("{name} has no pid: {project}"))
+}
+
+#[test]
+fn up_status_restart_logs_memory_follow_profile_down() {
+    let h = Home::new();
+    let file = demo();
+    let f = file.to_str().unwrap();
+
+    // up: 0, and the modules listen on the ports only the CLI's environment knows.
+    h.ok(&["up", "-f", f]);
+    let st = h.json(&["status", "-f", f]);
+    let modules = st["modules"].as_array().unwrap();
+    assert_eq!(modules.len(), 4);
+    assert!(modules.iter().all(|m| m["state"] == "running"), "{st}");
+    let api_port = &h.ports.iter().find(|(k, _)| k == "DEMO_API_PORT").unwrap().1;
+    std::net::TcpStream::connect(format!("127.0.0.1:{api_port}")).expect("api listens on DEMO_API_PORT");
+
+    // Without -f and away from any steward.toml, status shows every open project.
+    let all = h.json(&["status"]);
+    assert_eq!(all["projects"].as_array().unwrap().len(), 1, "{all}");
+
+    // restart: a new pid.
+    let old = pid_of(&st, "worker");
+    let r = h.json(&["restart", "worker", "-f", f]);
+    assert_eq!(r["ok"], true);
+    let new = pid_of(&r["project"], "worker");
+    assert_ne!(old, new);
+    assert!(!alive(old as u32));
+
+    // logs.
+    let logs = h.ok(&["logs", "worker", "-f", f, "-n", "5"]);
+    assert!(logs.lines().count() >= 1 && logs.lines().count() <= 5, "{logs}");
+    assert!(logs.lines().all(|l| l.contains(" worker ") && l.contains("| worker:")), "{logs}");
+
+    // remember, then search.
+    h.ok(&["remember", "xyzzy note", "--tag", "t"]);
+    let hits = h.json(&["memory", "search", "xyzzy"]);
+    let hits = hits["hits"].as_array().unwrap();
+    assert!(hits.iter().any(|x| x["kind"] == "note" && x["snippet"].as_str().unwrap().contains("xyzzy")), "{hits:?}");
+    let text = h.ok(&["memory", "search", "xyzzy", "--kind", "note"]);
+    assert!(text.contains("[xyzzy] note"), "{text}");
+
+    // logs --follow: one line of history, then a line written after it started.
+    let mut follow =
+        Reap(h.cmd(&["logs", "worker", "-f", f, "--follow", "-n", "1"]).stdout(Stdio::piped()).spawn().unwrap());
+    let (tx, rx) = mpsc::channel();
+    let stdout = follow.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(20)).expect("history line");
+    assert!(first.contains("worker"), "{first}");
+    h.ok(&["restart", "worker", "-f", f]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("a new line from logs --follow");
+        if line.contains("worker: polling") {
+            break;
+        }
+    }
+    drop(follow);
+
+    // profile use minimal: the worker is stopped.
+    let prof = h.json(&["profile", "list", "-f", f]);
+    assert_eq!(prof["active"], "full");
+    let worker_pid = pid_of(&h.json(&["status", "-f", f]), "worker");
+    let r = h.json(&["profile", "use", "minimal", "-f", f]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(r["project"]["modules"].as_array().unwrap().iter().all(|m| m["name"] != "worker"), "{r}");
+    wait_until(Duration::from_secs(10), "the worker to exit", || !alive(worker_pid as u32));
+
+    // events.
+    let ev = h.json(&["events", "-n", "500"]);
+    assert!(!ev["events"].as_array().unwrap().is_empty());
+
+    // down, then daemon stop: nothing left.
+    let pids: Vec<u64> =
+        h.json(&["status", "-f", f])["modules"].as_array().unwrap().iter().filter_map(|m| m["pid"].as_u64()).collect();
+    assert_eq!(pids.len(), 3);
+    let d = h.json(&["down", "-f", f]);
+    assert_eq!(d["ok"], true);
+    for pid in pids {
+        assert!(!alive(pid as u32), "module pid {pid} survived down");
+    }
+    h.ok(&["daemon", "stop"]);
+    assert!(h.leftovers().is_empty(), "left behind: {:?}", h.leftovers());
+}
+
+#[test]
+fn errors_have_exit_codes_and_positions() {
+    let h = Home::new();
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("steward.toml");
+    std::fs::write(&broken, "[project]\nname = \"broken\"\n\n[modules.a]\nrun = \"true\"\nrestrat = \"always\"\n")
+        .unwrap();
+    let out = h.run(&["up", "-f", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("steward.toml:6:1"), "{err}");
+
+    // A missing stack file is a usage error; an unknown module is a failure.
+    let out = h.run(&["up", "-f", dir.path().join("nope.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[modules.a]\nrun = \"sleep 600\"\n").unwrap();
+    let out = h.run(&["restart", "nosuch", "-f", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    // up names the module that failed, and why.
+    let failing = dir.path().join("failing.toml");
+    std::fs::write(&failing, "[modules.bad]\nrun = \"sleep 60\"\nrestart = \"never\"\nhealth = { tcp = \"127.0.0.1:1\", interval = \"100ms\", retries = 2 }\n").unwrap();
+    let out = h.run(&["up", "-f", failing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("module bad failed"), "{err}");
+    let out = h.run(&["logs", "--since", "ten"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // Completions are generated without the daemon.
+    let out = h.run(&["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("steward"));
+}
