@@ -9,7 +9,7 @@ use steward_framework::config::{self, LoadOptions};
 use steward_framework::core::Input;
 use steward_framework::engine::{self, EngineOptions, Snapshot};
 use steward_framework::lifecycle::{EventKind, Health, LogLine, State, Stream};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 pub struct RunArgs {
@@ -55,7 +55,10 @@ async fn run_async(args: RunArgs) -> ExitCode {
     let width = names.iter().map(|n| n.len()).max().unwrap_or(4).max(7);
     let (log_tx, log_rx) = mpsc::channel::<LogLine>(4096);
     let printer = tokio::spawn(print_logs(log_rx, width, color, args.quiet));
-    let handle = engine::start(stack, EngineOptions { logs: log_tx, watch: args.watch, load: opts, first_run: 1, event_capacity: 1024 });
+    let handle = engine::start(
+        stack,
+        EngineOptions { logs: log_tx, watch: args.watch, load: opts, first_run: 1, event_capacity: 1024 },
+    );
     let mut events = handle.subscribe();
     let announcer = tokio::spawn(async move {
         loop {
@@ -171,13 +174,25 @@ fn print_event(kind: &EventKind, width: usize, color: bool) {
             if matches!(t.to, State::Resolved) && matches!(t.from, State::Installed) {
                 return;
             }
-            eprintln!("{} {} — {}", paint(&format!("{:<width$} ▸", t.module), "1", color), paint(&state, code, color), t.reason);
+            eprintln!(
+                "{} {} — {}",
+                paint(&format!("{:<width$} ▸", t.module), "1", color),
+                paint(&state, code, color),
+                t.reason
+            );
         }
         EventKind::ConfigApplied { profile, summary } => {
-            eprintln!("{} configuration applied (profile {}): {summary}", paint(&format!("{:<width$} ▸", "steward"), "1", color), profile.as_deref().unwrap_or("-"));
+            eprintln!(
+                "{} configuration applied (profile {}): {summary}",
+                paint(&format!("{:<width$} ▸", "steward"), "1", color),
+                profile.as_deref().unwrap_or("-")
+            );
         }
         EventKind::ConfigRejected { errors } => {
-            eprintln!("{} configuration change rejected; still running the last good one:", paint(&format!("{:<width$} ▸", "steward"), "31", color));
+            eprintln!(
+                "{} configuration change rejected; still running the last good one:",
+                paint(&format!("{:<width$} ▸", "steward"), "31", color)
+            );
             for e in errors {
                 eprintln!("{e}");
             }
@@ -188,7 +203,12 @@ fn print_event(kind: &EventKind, width: usize, color: bool) {
 
 fn print_table(s: &Snapshot) {
     let mut out = String::new();
-    out.push_str(&format!("\nsteward: {} is up ({} modules{})\n", s.name, s.modules.len(), s.profile.as_ref().map(|p| format!(", profile {p}")).unwrap_or_default()));
+    out.push_str(&format!(
+        "\nsteward: {} is up ({} modules{})\n",
+        s.name,
+        s.modules.len(),
+        s.profile.as_ref().map(|p| format!(", profile {p}")).unwrap_or_default()
+    ));
     out.push_str(&format!("  {:<16} {:<10} {:>8}  {}\n", "MODULE", "STATE", "PID", "RESTARTS"));
     for m in &s.modules {
         let pid = m.state.run().map(|(_, p)| p.to_string()).unwrap_or_else(|| "-".into());

@@ -158,7 +158,8 @@ fn ctrl_c_stops_everything() {
     let rest: Vec<String> = rx.iter().collect();
     assert!(rest.iter().any(|l| l.contains("all modules stopped")), "{rest:?}");
     // Dependents stop before their requirements.
-    let order: Vec<&str> = rest.iter().filter(|l| l.contains("▸ stopped")).map(|l| l.split_whitespace().next().unwrap()).collect();
+    let order: Vec<&str> =
+        rest.iter().filter(|l| l.contains("▸ stopped")).map(|l| l.split_whitespace().next().unwrap()).collect();
     let pos = |m| order.iter().position(|x| *x == m).unwrap_or_else(|| panic!("{m} not stopped: {rest:#?}"));
     assert!(pos("api") < pos("queue") && pos("worker") < pos("queue") && pos("queue") < pos("db"), "{order:?}");
 }

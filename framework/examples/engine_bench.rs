@@ -485,7 +485,8 @@ async fn respawn_engine(stack_path: &Path, n: usize) -> R<(Vec<f64>, Vec<f64>, B
     let want = WARMUP + n + 1;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let have = lock(&rec.logs).iter().filter(|(_, l)| parse_crash(&String::from_utf8_lossy(&l.bytes)).is_some()).count();
+        let have =
+            lock(&rec.logs).iter().filter(|(_, l)| parse_crash(&String::from_utf8_lossy(&l.bytes)).is_some()).count();
         if have >= want {
             break;
         }
@@ -723,8 +724,10 @@ impl Variant {
 
 fn free_ports(n: usize) -> R<Vec<u16>> {
     // Hold every listener until all are chosen, so the ports are distinct.
-    let listeners: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>().map_err(|e| format!("free port: {e}"))?;
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("free port: {e}"))?;
     listeners.iter().map(|l| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())).collect()
 }
 
@@ -809,7 +812,9 @@ async fn overhead_round(stack_path: &Path, variant: Variant) -> R<Round> {
     for (_, l) in lock(&rec.logs).iter() {
         let text = String::from_utf8_lossy(&l.bytes);
         let mut w = text.split_whitespace();
-        if let (Some("L"), Some(Ok(s)), Some(Ok(t))) = (w.next(), w.next().map(str::parse::<u64>), w.next().map(str::parse::<u64>)) {
+        if let (Some("L"), Some(Ok(s)), Some(Ok(t))) =
+            (w.next(), w.next().map(str::parse::<u64>), w.next().map(str::parse::<u64>))
+        {
             child.insert(l.module.clone(), (rel(s), rel(t)));
         }
     }
@@ -1025,8 +1030,7 @@ fn demo_round(steward: &Path, demo: &Path) -> R<DemoRound> {
         }
     }
     let first_spawn = spawned.values().copied().fold(f64::INFINITY, f64::min);
-    let spawn_to_running =
-        running.iter().filter_map(|(m, r)| spawned.get(m).map(|s| (m.clone(), r - s))).collect();
+    let spawn_to_running = running.iter().filter_map(|(m, r)| spawned.get(m).map(|s| (m.clone(), r - s))).collect();
     Ok(DemoRound { raw, first_spawn, spawn_to_running, stop_all })
 }
 
@@ -1154,16 +1158,22 @@ fn command_line(program: &str, args: &[&str]) -> Option<String> {
 fn machine(loadavg_at_start: String) -> Machine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     let commit = command_line("git", &["rev-parse", "--short", "HEAD"]).map(|c| {
-        let dirty = command_line("git", &["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+        let dirty =
+            command_line("git", &["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
         if dirty { format!("{c} (uncommitted changes)") } else { c }
     });
     Machine {
-        nproc: command_line("nproc", &[]).and_then(|n| n.parse().ok()).unwrap_or_else(|| {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
-        }),
+        nproc: command_line("nproc", &[])
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)),
         cpu,
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default(),
         rustc: command_line("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
@@ -1258,13 +1268,24 @@ fn markdown(r: &Report) -> String {
         s.push_str("\nWhere the engine's gap goes (each event stamped on receipt by a thread blocked on the bus):\n\n");
         s.push_str("| Segment | median | p90 | max |\n|---|---:|---:|---:|\n");
         let names = [
-            ("1_child_exit_to_run_ended_event", "child exits → `RunEnded` published (reap, group check, pipe drain, actor)"),
+            (
+                "1_child_exit_to_run_ended_event",
+                "child exits → `RunEnded` published (reap, group check, pipe drain, actor)",
+            ),
             ("2_run_ended_to_run_started_event", "`RunEnded` → next `RunStarted` (core decision + `process::spawn`)"),
-            ("3_run_started_event_to_child_main", "`RunStarted` → next child's `main` (exec, loader; runs concurrently)"),
+            (
+                "3_run_started_event_to_child_main",
+                "`RunStarted` → next child's `main` (exec, loader; runs concurrently)",
+            ),
         ];
         for (key, label) in names {
             if let Some(Some(st)) = rs.engine_breakdown.get(key) {
-                s.push_str(&format!("| {label} | {} ms | {} ms | {} ms |\n", f(Some(st.median_ms)), f(Some(st.p90_ms)), f(Some(st.max_ms))));
+                s.push_str(&format!(
+                    "| {label} | {} ms | {} ms | {} ms |\n",
+                    f(Some(st.median_ms)),
+                    f(Some(st.p90_ms)),
+                    f(Some(st.max_ms))
+                ));
             }
         }
         let comp = |k: &str| rs.components.get(k).and_then(median);
@@ -1297,13 +1318,22 @@ fn markdown(r: &Report) -> String {
         for o in &r.overhead {
             for (k, st) in &o.breakdown {
                 if let Some(st) = st {
-                    s.push_str(&format!("| {} | `{k}` | {} ms | {} ms | {} ms |\n", o.variant, f(Some(st.median_ms)), f(Some(st.p90_ms)), f(Some(st.max_ms))));
+                    s.push_str(&format!(
+                        "| {} | `{k}` | {} ms | {} ms | {} ms |\n",
+                        o.variant,
+                        f(Some(st.median_ms)),
+                        f(Some(st.p90_ms)),
+                        f(Some(st.max_ms))
+                    ));
                 }
             }
         }
     }
     if let Some(d) = &r.demo {
-        s.push_str(&format!("\n#### Demo stack through `steward run -f examples/demo/steward.toml` ({} rounds)\n\n", d.rounds));
+        s.push_str(&format!(
+            "\n#### Demo stack through `steward run -f examples/demo/steward.toml` ({} rounds)\n\n",
+            d.rounds
+        ));
         s.push_str("| Measure | median | mean | max |\n|---|---:|---:|---:|\n");
         let mut row = |label: &str, st: &Option<Stats>| {
             s.push_str(&format!(
@@ -1343,9 +1373,18 @@ fn markdown(r: &Report) -> String {
 }
 
 fn print_table(r: &Report) {
-    println!("\n== Engine benchmark ({}) — {} core(s), {}, Linux {}, {}", r.mode, r.machine.nproc, r.machine.cpu, r.machine.kernel, r.machine.rustc);
+    println!(
+        "\n== Engine benchmark ({}) — {} core(s), {}, Linux {}, {}",
+        r.mode, r.machine.nproc, r.machine.cpu, r.machine.kernel, r.machine.rustc
+    );
     for t in &r.targets {
-        println!("  {:<62} {:>9} ms   target ≤ {:>3} ms   {}", t.figure, f(t.value_ms), t.target_ms, verdict(t.pass).trim_matches('*'));
+        println!(
+            "  {:<62} {:>9} ms   target ≤ {:>3} ms   {}",
+            t.figure,
+            f(t.value_ms),
+            t.target_ms,
+            verdict(t.pass).trim_matches('*')
+        );
     }
     if let Some(rs) = &r.respawn {
         println!("\nRespawn gap ({} crashes, zero backoff)        median      p90      p99      max", rs.crashes);
@@ -1367,7 +1406,11 @@ fn print_table(r: &Report) {
             let [a, b, c, d] = row4(st);
             println!("  step: {k:<36} {a:>8} {b:>8} {c:>8} {d:>8} ms");
         }
-        println!("  sh -c 'exit 1' shell loop, per iteration: {} ms; {} processes on the machine", f(rs.shell_loop_exit1_per_iteration_ms), rs.processes_on_machine);
+        println!(
+            "  sh -c 'exit 1' shell loop, per iteration: {} ms; {} processes on the machine",
+            f(rs.shell_loop_exit1_per_iteration_ms),
+            rs.processes_on_machine
+        );
     }
     if !r.overhead.is_empty() {
         println!("\nOverhead, 20 modules                          up→ready    ideal  overhead  ovh p90  stop all");
@@ -1388,9 +1431,15 @@ fn print_table(r: &Report) {
         }
     }
     if let Some(d) = &r.demo {
-        println!("\nDemo via steward run ({} rounds): raw {} ms, own critical path {} ms, net {} ms, first spawn {} ms, stop {} ms",
-            d.rounds, f(median(&d.raw)), f(median(&d.own_critical_path)), f(median(&d.net)),
-            f(median(&d.steward_start_to_first_spawn)), f(median(&d.stop_all)));
+        println!(
+            "\nDemo via steward run ({} rounds): raw {} ms, own critical path {} ms, net {} ms, first spawn {} ms, stop {} ms",
+            d.rounds,
+            f(median(&d.raw)),
+            f(median(&d.own_critical_path)),
+            f(median(&d.net)),
+            f(median(&d.steward_start_to_first_spawn)),
+            f(median(&d.stop_all))
+        );
         for (k, v) in &d.own {
             println!("    own start {k:<8} {} ms", f(median(v)));
         }
@@ -1446,9 +1495,15 @@ fn run(args: Args) -> R<bool> {
     if exe.to_string_lossy().contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
         return Err(format!("the benchmark cannot run from a path with spaces or quotes: {}", exe.display()));
     }
-    let steward = args.steward.clone().unwrap_or_else(|| exe.parent().and_then(Path::parent).unwrap_or(Path::new(".")).join("steward"));
+    let steward = args
+        .steward
+        .clone()
+        .unwrap_or_else(|| exe.parent().and_then(Path::parent).unwrap_or(Path::new(".")).join("steward"));
     if args.binary && !steward.is_file() {
-        return Err(format!("{} not found (build it with `cargo build --release -p steward`, or pass --no-binary)", steward.display()));
+        return Err(format!(
+            "{} not found (build it with `cargo build --release -p steward`, or pass --no-binary)",
+            steward.display()
+        ));
     }
     let demo_path = std::path::absolute(&args.demo).map_err(|e| e.to_string())?;
     let tmp = tempfile::Builder::new().prefix("engine-bench-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
@@ -1461,7 +1516,7 @@ fn run(args: Args) -> R<bool> {
     // installed here, before anything is started, not lazily by the task that waits on them.
     let (mut int, mut term) = rt
         .block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
+            use tokio::signal::unix::{SignalKind, signal};
             Ok::<_, std::io::Error>((signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?))
         })
         .map_err(|e| format!("signal handlers: {e}"))?;
@@ -1545,7 +1600,9 @@ fn run(args: Args) -> R<bool> {
     if args.wants("overhead") {
         eprintln!("engine_bench: 20-module stack, {} rounds per variant…", args.rounds);
     }
-    for variant in [Variant::NoProbes, Variant::ExecProbes, Variant::Mixed].into_iter().filter(|_| args.wants("overhead")) {
+    for variant in
+        [Variant::NoProbes, Variant::ExecProbes, Variant::Mixed].into_iter().filter(|_| args.wants("overhead"))
+    {
         match rt.block_on(overhead(&exe, tmp.path(), variant, args.rounds)) {
             Ok(o) => overheads.push(o),
             Err(e) => note(&format!("overhead ({})", variant.key()), e),
@@ -1575,7 +1632,11 @@ fn run(args: Args) -> R<bool> {
     };
     let mixed = overheads.iter().find(|o| o.variant == "mixed");
     let targets = vec![
-        target("Crash → respawn gap, zero backoff (engine, median)", respawn.as_ref().and_then(|r| median(&r.engine)), 5.0),
+        target(
+            "Crash → respawn gap, zero backoff (engine, median)",
+            respawn.as_ref().and_then(|r| median(&r.engine)),
+            5.0,
+        ),
         target("Engine overhead, 20-module mixed stack (median)", mixed.and_then(|o| median(&o.overhead)), 50.0),
     ];
     let missed = targets.iter().any(|t| t.pass == Some(false));

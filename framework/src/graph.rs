@@ -12,11 +12,7 @@ pub fn edges(modules: &BTreeMap<String, ModuleSpec>) -> BTreeMap<String, Vec<Str
     modules
         .iter()
         .map(|(name, spec)| {
-            let targets = spec
-                .requires
-                .iter()
-                .map(|r| r.module.clone())
-                .filter(|m| modules.contains_key(m));
+            let targets = spec.requires.iter().map(|r| r.module.clone()).filter(|m| modules.contains_key(m));
             (name.clone(), targets.collect())
         })
         .collect()
@@ -43,11 +39,8 @@ fn levels(edges: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
     let mut remaining: Vec<&str> = edges.keys().map(String::as_str).collect();
     let mut levels = Vec::new();
     while !remaining.is_empty() {
-        let ready = |name: &&str| {
-            edges[*name]
-                .iter()
-                .all(|dep| placed.contains(dep.as_str()) || !edges.contains_key(dep))
-        };
+        let ready =
+            |name: &&str| edges[*name].iter().all(|dep| placed.contains(dep.as_str()) || !edges.contains_key(dep));
         let (level, rest): (Vec<&str>, Vec<&str>) = remaining.iter().copied().partition(ready);
         if level.is_empty() {
             levels.push(rest.iter().map(|s| s.to_string()).collect());
@@ -62,8 +55,7 @@ fn levels(edges: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
 
 /// Reverse edges: for every module, the modules that require it (sorted; empty if none).
 pub fn dependents(modules: &BTreeMap<String, ModuleSpec>) -> BTreeMap<String, Vec<String>> {
-    let mut reverse: BTreeMap<String, Vec<String>> =
-        modules.keys().map(|k| (k.clone(), Vec::new())).collect();
+    let mut reverse: BTreeMap<String, Vec<String>> = modules.keys().map(|k| (k.clone(), Vec::new())).collect();
     for (name, targets) in edges(modules) {
         for target in targets {
             if let Some(list) = reverse.get_mut(&target) {
@@ -131,12 +123,7 @@ pub fn cycles(edges: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
             let inner: BTreeMap<String, Vec<String>> = component
                 .iter()
                 .map(|n| {
-                    let targets = edges
-                        .get(n)
-                        .into_iter()
-                        .flatten()
-                        .filter(|t| component.contains(*t))
-                        .cloned();
+                    let targets = edges.get(n).into_iter().flatten().filter(|t| component.contains(*t)).cloned();
                     (n.clone(), targets.collect())
                 })
                 .collect();
@@ -205,9 +192,7 @@ mod tests {
     use super::*;
 
     fn graph(spec: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-        spec.iter()
-            .map(|(n, ts)| (n.to_string(), ts.iter().map(|t| t.to_string()).collect()))
-            .collect()
+        spec.iter().map(|(n, ts)| (n.to_string(), ts.iter().map(|t| t.to_string()).collect())).collect()
     }
 
     #[test]
@@ -219,36 +204,20 @@ mod tests {
             ("web", &["api"]),
             ("worker", &["queue", "db"]),
         ]);
-        assert_eq!(
-            levels(&g),
-            vec![vec!["db", "queue"], vec!["api", "worker"], vec!["web"]]
-        );
+        assert_eq!(levels(&g), vec![vec!["db", "queue"], vec!["api", "worker"], vec!["web"]]);
     }
 
     #[test]
     fn finds_cycles_as_closed_paths() {
         let g = graph(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"]), ("d", &["a"])]);
-        assert_eq!(
-            find_cycle(&g),
-            Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
-        );
+        assert_eq!(find_cycle(&g), Some(vec!["a".into(), "b".into(), "c".into(), "a".into()]));
         assert_eq!(find_cycle(&graph(&[("a", &["b"]), ("b", &[])])), None);
-        assert_eq!(
-            find_cycle(&graph(&[("a", &["a"])])),
-            Some(vec!["a".into(), "a".into()])
-        );
+        assert_eq!(find_cycle(&graph(&[("a", &["a"])])), Some(vec!["a".into(), "a".into()]));
     }
 
     #[test]
     fn reports_one_cycle_per_tangle() {
-        let g = graph(&[
-            ("a", &["b"]),
-            ("b", &["a", "c"]),
-            ("c", &["b"]),
-            ("x", &["y"]),
-            ("y", &["x"]),
-            ("z", &["a"]),
-        ]);
+        let g = graph(&[("a", &["b"]), ("b", &["a", "c"]), ("c", &["b"]), ("x", &["y"]), ("y", &["x"]), ("z", &["a"])]);
         let found = cycles(&g);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found.contains(&vec!["x".to_string(), "y".into(), "x".into()]));

@@ -136,9 +136,10 @@ pub fn transition(from: &State, to: State) -> Result<State, IllegalTransition> {
         (Running { run: a, .. }, Running { run: b, .. }) => a == b,
         (Starting { run: a, .. } | Running { run: a, .. }, Stopping { run: b, .. }) => a == b,
         // A live process can end in any terminal or waiting state.
-        (Starting { .. } | Running { .. } | Stopping { .. }, Stopped | Exited { .. } | Failed { .. } | Backoff { .. }) => {
-            true
-        }
+        (
+            Starting { .. } | Running { .. } | Stopping { .. },
+            Stopped | Exited { .. } | Failed { .. } | Backoff { .. },
+        ) => true,
         _ => false,
     };
     if ok { Ok(to) } else { Err(IllegalTransition { from: from.name(), to: to.name() }) }

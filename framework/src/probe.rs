@@ -55,10 +55,7 @@ pub async fn check(probe: &Probe, timeout: Duration, ctx: &ProbeContext<'_>) -> 
         }
         Probe::Tcp(addr) => {
             let (host, port) = parse_tcp_addr(addr)?;
-            bounded(timeout, async {
-                connect(&host, port, addr).await.map(drop)
-            })
-            .await
+            bounded(timeout, async { connect(&host, port, addr).await.map(drop) }).await
         }
     }
 }
@@ -354,7 +351,10 @@ mod tests {
 
     #[test]
     fn parses_http_urls() {
-        assert_eq!(parse_http_url("http://localhost:8080/health").unwrap(), target("localhost", 8080, "localhost:8080", "/health"));
+        assert_eq!(
+            parse_http_url("http://localhost:8080/health").unwrap(),
+            target("localhost", 8080, "localhost:8080", "/health")
+        );
         assert_eq!(parse_http_url("http://example.test").unwrap(), target("example.test", 80, "example.test", "/"));
         assert_eq!(parse_http_url("HTTP://h?x=1#frag").unwrap(), target("h", 80, "h", "/?x=1"));
         assert_eq!(parse_http_url("http://[::1]:9/a/b?c").unwrap(), target("::1", 9, "[::1]:9", "/a/b?c"));

@@ -55,8 +55,8 @@ const OUTPUT_DRAIN_GRACE: Duration = Duration::from_secs(1);
 const SHELL_WORDS: &[&str] = &[
     "!", ".", ":", "[[", "alias", "break", "case", "cd", "command", "continue", "eval", "exec", "exit", "export",
     "for", "function", "getopts", "hash", "if", "local", "read", "readonly", "return", "select", "set", "shift",
-    "source", "then", "time", "times", "trap", "type", "ulimit", "umask", "unalias", "unset", "until", "wait",
-    "while", "{",
+    "source", "then", "time", "times", "trap", "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
+    "{",
 ];
 
 /// What [`spawn`] needs to start one run of a module.
@@ -271,8 +271,8 @@ pub async fn spawn(opts: SpawnOptions<'_>) -> Result<ChildHandle, SpawnError> {
         Err(_) => return Err(SpawnError::CwdNotFound { cwd: spec.cwd.clone(), module }),
     }
 
-    let plan = CommandPlan::parse(&spec.run, &spec.cwd)
-        .ok_or_else(|| SpawnError::EmptyCommand { module: module.clone() })?;
+    let plan =
+        CommandPlan::parse(&spec.run, &spec.cwd).ok_or_else(|| SpawnError::EmptyCommand { module: module.clone() })?;
     let mut cmd = tokio::process::Command::new(&plan.program);
     cmd.args(&plan.args)
         .current_dir(&spec.cwd)
@@ -350,12 +350,7 @@ impl CommandPlan {
             });
         }
         let program = if first.contains('/') { cwd.join(first) } else { PathBuf::from(first) };
-        Some(CommandPlan {
-            program,
-            args: words.map(str::to_string).collect(),
-            shown: first.to_string(),
-            shell: false,
-        })
+        Some(CommandPlan { program, args: words.map(str::to_string).collect(), shown: first.to_string(), shell: false })
     }
 }
 
@@ -510,7 +505,13 @@ async fn clear_group(group: &Group, stop_signal: i32, stop_timeout: Duration) ->
 
 /// Reads one pipe to EOF, forwarding lines. Ends quietly on EOF or a read error; when the receiver is gone
 /// it keeps draining (and discarding) so the child never blocks on a full pipe.
-async fn capture<R: AsyncRead + Unpin>(mut pipe: R, module: String, run: RunId, stream: Stream, logs: mpsc::Sender<LogLine>) {
+async fn capture<R: AsyncRead + Unpin>(
+    mut pipe: R,
+    module: String,
+    run: RunId,
+    stream: Stream,
+    logs: mpsc::Sender<LogLine>,
+) {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut lines = LineSplitter::default();
     let mut receiver_gone = false;
@@ -872,14 +873,18 @@ mod tests {
         assert_eq!(p.shown, "./bin/api");
         assert!(!p.shell);
         let p = CommandPlan::parse("echo $X", cwd).unwrap();
-        assert_eq!((p.program.as_path(), p.args.as_slice(), p.shell), (Path::new("/bin/sh"), &["-c".to_string(), "echo $X".to_string()][..], true));
+        assert_eq!(
+            (p.program.as_path(), p.args.as_slice(), p.shell),
+            (Path::new("/bin/sh"), &["-c".to_string(), "echo $X".to_string()][..], true)
+        );
         assert!(CommandPlan::parse(" \t ", cwd).is_none());
     }
 
     #[cfg(target_os = "linux")]
     #[test]
     fn parses_stat_with_odd_command_names() {
-        let stat = "1234 (we ird) (x) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 100 1000 25 18446744073709551615";
+        let stat =
+            "1234 (we ird) (x) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 100 1000 25 18446744073709551615";
         let info = linux::parse_stat(stat).unwrap();
         assert_eq!((info.ppid, info.pgrp, info.live), (1, 1234, true));
         assert_eq!(info.rss_bytes % 25, 0);

@@ -6,9 +6,7 @@
 use std::path::Path;
 
 use expect_test::{Expect, expect, expect_file};
-use steward_framework::config::{
-    self, Diagnostic, LoadOptions, Probe, Stack, parse_duration, parse_size,
-};
+use steward_framework::config::{self, Diagnostic, LoadOptions, Probe, Stack, parse_duration, parse_size};
 use steward_framework::graph;
 
 // ---- helpers -------------------------------------------------------------------------------------------
@@ -27,10 +25,7 @@ fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
 fn opts(profile: Option<&str>, env: &[(&str, &str)]) -> LoadOptions {
     LoadOptions {
         profile: profile.map(str::to_string),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         overlay: None,
     }
 }
@@ -43,16 +38,10 @@ fn load_in(dir: &Path, opts: &LoadOptions) -> Result<Stack, Vec<Diagnostic>> {
 fn render(dir: &Path, opts: &LoadOptions) -> String {
     let out = match load_in(dir, opts) {
         Ok(stack) => dump(&stack),
-        Err(diags) => diags
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("\n\n"),
+        Err(diags) => diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n\n"),
     };
     let real = dir.canonicalize().unwrap();
-    out.replace(&real.display().to_string(), "$DIR")
-        .replace(&dir.display().to_string(), "$DIR")
-        + "\n"
+    out.replace(&real.display().to_string(), "$DIR").replace(&dir.display().to_string(), "$DIR") + "\n"
 }
 
 fn check(files: &[(&str, &str)], expect: Expect) {
@@ -80,52 +69,23 @@ fn load_err(files: &[(&str, &str)], opts: &LoadOptions) -> Vec<Diagnostic> {
 /// A compact, stable text form of a stack (paths relative to the project dir).
 fn dump(stack: &Stack) -> String {
     let rel = |p: &Path| {
-        let shown = p
-            .strip_prefix(&stack.dir)
-            .map(|r| r.display().to_string())
-            .unwrap_or_else(|_| p.display().to_string());
-        if shown.is_empty() {
-            ".".to_string()
-        } else {
-            shown
-        }
+        let shown =
+            p.strip_prefix(&stack.dir).map(|r| r.display().to_string()).unwrap_or_else(|_| p.display().to_string());
+        if shown.is_empty() { ".".to_string() } else { shown }
     };
-    let mut out = vec![format!(
-        "project {} profile={}",
-        stack.project,
-        stack.active_profile.as_deref().unwrap_or("-"),
-    )];
-    out.push(format!(
-        "sources: {}",
-        stack
-            .sources
-            .iter()
-            .map(|s| rel(s))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    let mut out =
+        vec![format!("project {} profile={}", stack.project, stack.active_profile.as_deref().unwrap_or("-"),)];
+    out.push(format!("sources: {}", stack.sources.iter().map(|s| rel(s)).collect::<Vec<_>>().join(", ")));
     out.push(format!(
         "declared: {}",
-        stack
-            .declared
-            .iter()
-            .map(|(n, o)| format!("{n}@{}:{}", rel(&o.file), o.line))
-            .collect::<Vec<_>>()
-            .join(" ")
+        stack.declared.iter().map(|(n, o)| format!("{n}@{}:{}", rel(&o.file), o.line)).collect::<Vec<_>>().join(" ")
     ));
     for (name, p) in &stack.profiles {
         let default = if p.is_default { " (default)" } else { "" };
-        out.push(format!(
-            "profile {name}{default}: modules={:?} env={:?}",
-            p.modules, p.env
-        ));
+        out.push(format!("profile {name}{default}: modules={:?} env={:?}", p.modules, p.env));
     }
     for (name, m) in &stack.modules {
-        out.push(format!(
-            "module {name} ({}:{})",
-            rel(&m.origin.file),
-            m.origin.line
-        ));
+        out.push(format!("module {name} ({}:{})", rel(&m.origin.file), m.origin.line));
         out.push(format!("  run: {}", m.run));
         if let Some(v) = &m.version {
             out.push(format!("  version: {v}"));
@@ -134,11 +94,7 @@ fn dump(stack: &Stack) -> String {
         if !m.env.is_empty() {
             out.push(format!(
                 "  env: {}",
-                m.env
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v:?}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                m.env.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(" ")
             ));
         }
         if !m.requires.is_empty() {
@@ -171,18 +127,12 @@ fn dump(stack: &Stack) -> String {
             "  restart: {:?} backoff={:?}..{:?} max_restarts={} window={:?} stable_after={:?}",
             r.policy, r.backoff_min, r.backoff_max, r.max_restarts, r.window, r.stable_after
         ));
-        out.push(format!(
-            "  stop: signal={} timeout={:?}",
-            m.stop.signal, m.stop.timeout
-        ));
+        out.push(format!("  stop: signal={} timeout={:?}", m.stop.signal, m.stop.timeout));
         if !m.watch.is_empty() {
             out.push(format!("  watch: {:?}", m.watch));
         }
         if m.limits.memory.is_some() || m.limits.open_files.is_some() {
-            out.push(format!(
-                "  limits: memory={:?} open_files={:?}",
-                m.limits.memory, m.limits.open_files
-            ));
+            out.push(format!("  limits: memory={:?} open_files={:?}", m.limits.memory, m.limits.open_files));
         }
         if let Some(b) = &m.backup {
             out.push(format!("  backup: run={:?} output={:?}", b.run, b.output));
@@ -198,21 +148,15 @@ fn dump(stack: &Stack) -> String {
 #[test]
 fn fixtures() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
-    let mut cases: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut cases: Vec<_> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
     cases.sort();
     assert!(!cases.is_empty());
     for case in cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let profile = std::fs::read_to_string(case.join("profile.txt"))
-            .ok()
-            .map(|s| s.trim().to_string());
+        let profile = std::fs::read_to_string(case.join("profile.txt")).ok().map(|s| s.trim().to_string());
         let opts = opts(profile.as_deref(), &[("HOME", "/home/dev")]);
-        expect_file![format!("fixtures/config/{name}/expected.txt")]
-            .assert_eq(&render(&case, &opts));
+        expect_file![format!("fixtures/config/{name}/expected.txt")].assert_eq(&render(&case, &opts));
     }
 }
 
@@ -287,10 +231,7 @@ limits = { memory = "1GiB", open_files = 4096 }
 #[test]
 fn built_in_defaults() {
     check(
-        &[(
-            "steward.toml",
-            "[project]\nname = \"p\"\n[modules.a]\nrun = \"a\"\nhealth = { exec = \"true\" }\n",
-        )],
+        &[("steward.toml", "[project]\nname = \"p\"\n[modules.a]\nrun = \"a\"\nhealth = { exec = \"true\" }\n")],
         expect![[r#"
             project p profile=-
             sources: steward.toml
@@ -308,10 +249,7 @@ fn built_in_defaults() {
 #[test]
 fn project_name_defaults_to_the_directory_name() {
     let (dir, stack) = load_ok(&[("steward.toml", "")], &opts(None, &[]));
-    assert_eq!(
-        Some(stack.project.as_str()),
-        dir.path().file_name().and_then(|n| n.to_str())
-    );
+    assert_eq!(Some(stack.project.as_str()), dir.path().file_name().and_then(|n| n.to_str()));
     assert!(stack.modules.is_empty());
 }
 
@@ -339,10 +277,7 @@ env = { D = "profile" }
     let (_dir, stack) = load_ok(&files, &opts(Some("p"), &[]));
     let env = &stack.modules["m"].env;
     let got: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    assert_eq!(
-        got,
-        ["A=defaults", "B=one", "C=module", "D=profile", "X=two"]
-    );
+    assert_eq!(got, ["A=defaults", "B=one", "C=module", "D=profile", "X=two"]);
 }
 
 #[test]
@@ -367,14 +302,8 @@ env = { PATH = "./bin:${PATH}", OTHER = "${PATH}" }
 fn missing_and_malformed_env_files_are_located() {
     check(
         &[
-            (
-                "steward.toml",
-                "[modules.m]\nrun = \"m\"\nenv_file = [\"ok.env\", \"missing.env\"]\n",
-            ),
-            (
-                "ok.env",
-                "GOOD=1\nthis line is wrong\n2BAD=x\nU=\"a\\t${NOPE}\"\nQ=\"unterminated\n",
-            ),
+            ("steward.toml", "[modules.m]\nrun = \"m\"\nenv_file = [\"ok.env\", \"missing.env\"]\n"),
+            ("ok.env", "GOOD=1\nthis line is wrong\n2BAD=x\nU=\"a\\t${NOPE}\"\nQ=\"unterminated\n"),
         ],
         expect![[r#"
             error: env file `missing.env`: not found
@@ -418,17 +347,11 @@ fn missing_and_malformed_env_files_are_located() {
 #[test]
 fn env_values_accept_integers_and_booleans_as_strings() {
     let (_dir, stack) = load_ok(
-        &[(
-            "steward.toml",
-            "[modules.m]\nrun = \"m\"\nenv = { N = 8080, B = false, S = \"x\" }\n",
-        )],
+        &[("steward.toml", "[modules.m]\nrun = \"m\"\nenv = { N = 8080, B = false, S = \"x\" }\n")],
         &opts(None, &[]),
     );
     let env = &stack.modules["m"].env;
-    assert_eq!(
-        (env["N"].as_str(), env["B"].as_str(), env["S"].as_str()),
-        ("8080", "false", "x")
-    );
+    assert_eq!((env["N"].as_str(), env["B"].as_str(), env["S"].as_str()), ("8080", "false", "x"));
 }
 
 // ---- interpolation -------------------------------------------------------------------------------------
@@ -454,46 +377,23 @@ cwd = "${SUB}"
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     let stack = load_in(dir.path(), &opts(None, &[("USER", "dev"), ("SUB", "sub")])).unwrap();
     let api = &stack.modules["api"];
-    assert_eq!(
-        api.run,
-        "echo $HOME $$ $1 fallback dev postgres://127.0.0.1:5432/app/admin"
-    );
+    assert_eq!(api.run, "echo $HOME $$ $1 fallback dev postgres://127.0.0.1:5432/app/admin");
     assert_eq!(api.env["URL"], "postgres://127.0.0.1:5432/app");
     assert_eq!(api.cwd, dir.path().canonicalize().unwrap().join("sub"));
-    assert_eq!(
-        stack.modules["db"].provides["admin"],
-        "postgres://127.0.0.1:5432/app/admin"
-    );
+    assert_eq!(stack.modules["db"].provides["admin"], "postgres://127.0.0.1:5432/app/admin");
 }
 
 #[test]
 fn interpolation_errors_point_inside_the_string() {
     let diags = load_err(
-        &[(
-            "steward.toml",
-            "[modules.m]\nrun = 'a ${X} b ${Y:-ok} ${Z}'\nenv = { E = \"\\t${W}\" }\n",
-        )],
+        &[("steward.toml", "[modules.m]\nrun = 'a ${X} b ${Y:-ok} ${Z}'\nenv = { E = \"\\t${W}\" }\n")],
         &opts(None, &[]),
     );
-    let at: Vec<(u32, u32, u32, u32, &str)> = diags
-        .iter()
-        .map(|d| {
-            (
-                d.line,
-                d.column,
-                d.end_line,
-                d.end_column,
-                d.key.as_deref().unwrap_or(""),
-            )
-        })
-        .collect();
+    let at: Vec<(u32, u32, u32, u32, &str)> =
+        diags.iter().map(|d| (d.line, d.column, d.end_line, d.end_column, d.key.as_deref().unwrap_or(""))).collect();
     assert_eq!(
         at,
-        [
-            (2, 10, 2, 14, "modules.m.run"),
-            (2, 26, 2, 30, "modules.m.run"),
-            (3, 16, 3, 20, "modules.m.env.E")
-        ]
+        [(2, 10, 2, 14, "modules.m.run"), (2, 26, 2, 30, "modules.m.run"), (3, 16, 3, 20, "modules.m.env.E")]
     );
 }
 
@@ -566,10 +466,7 @@ fn profile_pulls_in_transitive_requires() {
     assert_eq!(stack.active_profile.as_deref(), Some("dev"));
     assert_eq!(stack.modules.keys().collect::<Vec<_>>(), ["api", "db"]);
     assert_eq!(stack.modules["db"].env["MODE"], "dev");
-    assert_eq!(
-        stack.declared.keys().collect::<Vec<_>>(),
-        ["api", "cache", "db", "worker"]
-    );
+    assert_eq!(stack.declared.keys().collect::<Vec<_>>(), ["api", "cache", "db", "worker"]);
 
     let (_dir, stack) = load_ok(&[("steward.toml", PROFILE_STACK)], &opts(Some("all"), &[]));
     assert_eq!(stack.modules.len(), 4);
@@ -619,16 +516,10 @@ fn unknown_profiles_are_errors() {
 fn overlay_replaces_a_file_and_can_add_an_unsaved_module_file() {
     let dir = project(&[("steward.toml", "[modules.a]\nrun = \"a\"\n")]);
     let mut o = opts(None, &[]);
-    o.overlay = Some((
-        dir.path().join("steward.toml"),
-        "[modules.a]\nrun = \"edited\"\n".into(),
-    ));
+    o.overlay = Some((dir.path().join("steward.toml"), "[modules.a]\nrun = \"edited\"\n".into()));
     assert_eq!(load_in(dir.path(), &o).unwrap().modules["a"].run, "edited");
 
-    o.overlay = Some((
-        dir.path().join("modules.d/new.toml"),
-        "[modules.b]\nrun = \"b\"\nhelth = {}\n".into(),
-    ));
+    o.overlay = Some((dir.path().join("modules.d/new.toml"), "[modules.b]\nrun = \"b\"\nhelth = {}\n".into()));
     let diags = load_in(dir.path(), &o).unwrap_err();
     assert_eq!(diags.len(), 1);
     assert!(diags[0].file.ends_with("modules.d/new.toml"));
@@ -650,15 +541,9 @@ fn diagnostic_fields_for_editors() {
     let d = &diags[0];
     assert_eq!((d.line, d.column, d.end_line, d.end_column), (5, 1, 5, 10));
     assert_eq!(d.key.as_deref(), Some("modules.api.health.intervall"));
-    assert_eq!(
-        d.message,
-        "unknown key `intervall` in `health` of module `api`"
-    );
+    assert_eq!(d.message, "unknown key `intervall` in `health` of module `api`");
     assert_eq!(d.help.as_deref(), Some("did you mean `interval`?"));
-    assert_eq!(
-        d.expected.as_deref(),
-        Some("one of exec, http, tcp, interval, timeout, retries, start_period")
-    );
+    assert_eq!(d.expected.as_deref(), Some("one of exec, http, tcp, interval, timeout, retries, start_period"));
     assert_eq!(
         &"[modules.api]\nrun = \"x\"\n[modules.api.health]\nhttp = \"http://h:1/\"\nintervall = \"1s\"\n"
             [d.byte_range.clone()],
@@ -671,11 +556,7 @@ fn unreadable_root_file() {
     let dir = project(&[]);
     let diags = load_in(dir.path(), &opts(None, &[])).unwrap_err();
     assert_eq!(diags.len(), 1);
-    assert!(
-        diags[0].message.starts_with("cannot read"),
-        "{}",
-        diags[0].message
-    );
+    assert!(diags[0].message.starts_with("cannot read"), "{}", diags[0].message);
 }
 
 // ---- strict units --------------------------------------------------------------------------------------
@@ -739,10 +620,7 @@ requires = ["api"]
 #[test]
 fn start_order_levels_and_dependents() {
     let (_dir, stack) = load_ok(&[("steward.toml", GRAPH_STACK)], &opts(None, &[]));
-    assert_eq!(
-        graph::start_order(&stack.modules),
-        [vec!["db", "queue"], vec!["api", "worker"], vec!["web"]]
-    );
+    assert_eq!(graph::start_order(&stack.modules), [vec!["db", "queue"], vec!["api", "worker"], vec!["web"]]);
     assert_eq!(graph::stop_order(&stack.modules)[0], ["web"]);
     let dependents = graph::dependents(&stack.modules);
     assert_eq!(dependents["db"], ["api", "worker"]);
@@ -753,27 +631,19 @@ fn start_order_levels_and_dependents() {
 fn start_order_ignores_modules_outside_the_set() {
     let (_dir, mut stack) = load_ok(&[("steward.toml", GRAPH_STACK)], &opts(None, &[]));
     stack.modules.remove("db");
-    assert_eq!(
-        graph::start_order(&stack.modules),
-        [vec!["queue"], vec!["api", "worker"], vec!["web"]]
-    );
+    assert_eq!(graph::start_order(&stack.modules), [vec!["queue"], vec!["api", "worker"], vec!["web"]]);
 }
 
 #[test]
 fn find_cycle_returns_a_closed_path() {
     let edges = |spec: &[(&str, &[&str])]| -> std::collections::BTreeMap<String, Vec<String>> {
-        spec.iter()
-            .map(|(n, ts)| (n.to_string(), ts.iter().map(|t| t.to_string()).collect()))
-            .collect()
+        spec.iter().map(|(n, ts)| (n.to_string(), ts.iter().map(|t| t.to_string()).collect())).collect()
     };
     assert_eq!(
         graph::find_cycle(&edges(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"])])),
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
     );
-    assert_eq!(
-        graph::find_cycle(&edges(&[("a", &["b", "c"]), ("b", &["c"]), ("c", &[])])),
-        None
-    );
+    assert_eq!(graph::find_cycle(&edges(&[("a", &["b", "c"]), ("b", &["c"]), ("c", &[])])), None);
 }
 
 // ---- tidy ----------------------------------------------------------------------------------------------
@@ -783,10 +653,7 @@ fn find_cycle_returns_a_closed_path() {
 #[test]
 fn docs_mention_every_key() {
     use steward_framework::config::schema;
-    let docs = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/stack-file.md"),
-    )
-    .unwrap();
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/stack-file.md")).unwrap();
     let lists = [
         schema::TOP_KEYS,
         schema::PROJECT_KEYS,
@@ -803,14 +670,7 @@ fn docs_mention_every_key() {
     let missing: Vec<&str> = lists
         .iter()
         .flat_map(|l| l.iter().copied())
-        .filter(|k| {
-            ![format!("`{k}`"), format!("`[{k}]"), format!("`[{k}.")]
-                .iter()
-                .any(|form| docs.contains(form))
-        })
+        .filter(|k| ![format!("`{k}`"), format!("`[{k}]"), format!("`[{k}.")].iter().any(|form| docs.contains(form)))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "docs/stack-file.md does not mention: {missing:?}"
-    );
+    assert!(missing.is_empty(), "docs/stack-file.md does not mention: {missing:?}");
 }

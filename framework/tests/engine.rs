@@ -286,7 +286,9 @@ impl Drop for Harness {
 
 fn show(e: &Event) -> String {
     match &e.kind {
-        EventKind::Transition(t) => format!("{}: {} → {} ({}) {:?}", t.module, t.from.name(), t.to.name(), t.reason, t.to),
+        EventKind::Transition(t) => {
+            format!("{}: {} → {} ({}) {:?}", t.module, t.from.name(), t.to.name(), t.reason, t.to)
+        }
         EventKind::RunStarted { module, run, pid } => format!("{module}: run {run} started, pid {pid}"),
         EventKind::RunEnded { module, run, code, signal, reason } => {
             format!("{module}: run {run} ended code={code:?} signal={signal:?} ({reason})")
@@ -426,13 +428,20 @@ run = "@PY@ @FIX@/http_server.py @PAPI@"
 requires = ["queue"]
 health = { http = "http://127.0.0.1:@PAPI@/health" }
 "#,
-        &[("PDB", free_port().to_string()), ("PCACHE", free_port().to_string()), ("PQUEUE", free_port().to_string()), ("PAPI", free_port().to_string())],
+        &[
+            ("PDB", free_port().to_string()),
+            ("PCACHE", free_port().to_string()),
+            ("PQUEUE", free_port().to_string()),
+            ("PAPI", free_port().to_string()),
+        ],
     );
     let h = Harness::start(&toml).await;
     h.send(Input::Up);
     h.ready("api").await;
     let ev = h.events();
-    let at = |pred: &dyn Fn(&Event) -> bool, what: &str| position(&ev, pred).unwrap_or_else(|| panic!("no {what}\n{}", h.dump()));
+    let at = |pred: &dyn Fn(&Event) -> bool, what: &str| {
+        position(&ev, pred).unwrap_or_else(|| panic!("no {what}\n{}", h.dump()))
+    };
 
     let db_spawn = at(&|e| started(e, "db").is_some(), "db spawn");
     let cache_spawn = at(&|e| started(e, "cache").is_some(), "cache spawn");
@@ -480,9 +489,12 @@ requires = ["db"]
     for m in ["db", "queue", "api", "web"] {
         h.ready(m).await;
     }
-    let pids: Vec<u32> = ["db", "queue", "api", "web"].iter().map(|m| live_run(&h.handle.snapshot(), m).unwrap().1).collect();
+    let pids: Vec<u32> =
+        ["db", "queue", "api", "web"].iter().map(|m| live_run(&h.handle.snapshot(), m).unwrap().1).collect();
     let ev = h.finish().await;
-    let stopping = |m: &str| position(&ev, |e| moved_to(e, m, "stopping").is_some()).unwrap_or_else(|| panic!("{m} never stopping"));
+    let stopping = |m: &str| {
+        position(&ev, |e| moved_to(e, m, "stopping").is_some()).unwrap_or_else(|| panic!("{m} never stopping"))
+    };
     let gone = |m: &str| position(&ev, |e| ended(e, m).is_some()).unwrap_or_else(|| panic!("{m} never ended"));
     // A module is signalled only once every dependent has exited.
     assert!(gone("api") < stopping("queue"));
@@ -517,7 +529,11 @@ restart = { policy = "on-failure", backoff = "50ms..5s", max_restarts = 3, windo
     let runs = runs_of(&ev, "crash");
     let ends: Vec<Ended> = ev.iter().filter_map(|e| ended(e, "crash")).collect();
     assert_eq!(runs.len(), 4, "the first run and 3 restarts\n{}", h.dump());
-    assert_eq!(ends.iter().map(|e| e.run).collect::<Vec<_>>(), runs.iter().map(|r| r.0).collect::<Vec<_>>(), "one RunEnded per run");
+    assert_eq!(
+        ends.iter().map(|e| e.run).collect::<Vec<_>>(),
+        runs.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "one RunEnded per run"
+    );
     for end in &ends {
         assert_eq!((end.code, end.signal, end.reason.as_str()), (Some(3), None, "exited with status 3"));
     }
@@ -538,7 +554,11 @@ restart = { policy = "on-failure", backoff = "50ms..5s", max_restarts = 3, windo
     // The delay is really waited before the next run starts.
     for (i, delay, _) in &backoffs {
         let next = ev.iter().skip(*i).find(|e| started(e, "crash").is_some()).expect("a run after each backoff");
-        assert!(next.at_ms + 2 >= ev[*i].at_ms + delay, "restarted {} ms after a {delay} ms backoff", next.at_ms - ev[*i].at_ms);
+        assert!(
+            next.at_ms + 2 >= ev[*i].at_ms + delay,
+            "restarted {} ms after a {delay} ms backoff",
+            next.at_ms - ev[*i].at_ms
+        );
     }
 
     match &status(&h.handle.snapshot(), "crash").unwrap().state {
@@ -574,7 +594,8 @@ restart = { backoff = "50ms..1s", max_restarts = 20 }
     std::fs::write(h.path("sick.flag"), "").unwrap();
     let i = h
         .event(from, "web to become unhealthy", |e| {
-            moved_to(e, "web", "running").is_some_and(|t| matches!(t.to, State::Running { health: Health::Unhealthy, run, .. } if run == first))
+            moved_to(e, "web", "running")
+                .is_some_and(|t| matches!(t.to, State::Running { health: Health::Unhealthy, run, .. } if run == first))
         })
         .await;
     std::fs::remove_file(h.path("sick.flag")).unwrap();
@@ -656,7 +677,12 @@ stop = { timeout = "5s" }
     let h = Harness::start(&toml).await;
     let procs = ProcWatch::start(tag.clone());
     let burst = || {
-        for input in [Input::Restart("w".into()), Input::Restart("w".into()), Input::Start("w".into()), Input::Restart("w".into())] {
+        for input in [
+            Input::Restart("w".into()),
+            Input::Restart("w".into()),
+            Input::Start("w".into()),
+            Input::Restart("w".into()),
+        ] {
             h.send(input);
         }
     };
@@ -789,7 +815,10 @@ env = { LEVEL = "info" }
     .await;
     let (b3, _) = h.ready_again("b", b2).await;
     h.ready("c").await;
-    h.until("b's third run to print its level", |r| r.logs.iter().find(|l| l.run == b3 && l.bytes == b"level=debug").cloned()).await;
+    h.until("b's third run to print its level", |r| {
+        r.logs.iter().find(|l| l.run == b3 && l.bytes == b"level=debug").cloned()
+    })
+    .await;
     assert_eq!(live_run(&h.handle.snapshot(), "a").map(|r| r.0), Some(a));
     h.finish().await;
 }
@@ -817,9 +846,11 @@ env = { X = "1" }
     let edited = base.replacen(r#"X = "1""#, r#"X = "2""#, 1);
     let from = h.events().len();
     std::fs::write(&h.file, &edited).unwrap();
-    h.event(from, "the edit to apply", |e| {
-        matches!(&e.kind, EventKind::ConfigApplied { summary, .. } if summary.contains("restarted: [a]"))
-    })
+    h.event(
+        from,
+        "the edit to apply",
+        |e| matches!(&e.kind, EventKind::ConfigApplied { summary, .. } if summary.contains("restarted: [a]")),
+    )
     .await;
     let (a2, _) = h.ready_again("a", a1).await;
     assert_eq!(h.log_line(0, "a", "x=2").await.run, a2);
@@ -828,8 +859,12 @@ env = { X = "1" }
     // A broken edit is rejected; everything keeps running as it was.
     let from = h.events().len();
     replace_file(&h.file, &format!("{edited}\n[modules.c\nrun = \"sleep 1\"\n"));
-    h.event(from, "the broken edit to be rejected", |e| matches!(&e.kind, EventKind::ConfigRejected { errors } if !errors.is_empty()))
-        .await;
+    h.event(
+        from,
+        "the broken edit to be rejected",
+        |e| matches!(&e.kind, EventKind::ConfigRejected { errors } if !errors.is_empty()),
+    )
+    .await;
     let s = h.snapshot_where("config errors in the snapshot", |s| !s.config_errors.is_empty()).await;
     assert!(s.config_errors.iter().any(|e| e.contains("steward.toml")), "{:?}", s.config_errors);
     assert_eq!(live_run(&s, "a").map(|r| r.0), Some(a2));
@@ -840,25 +875,32 @@ env = { X = "1" }
     let from = h.events().len();
     replace_file(&h.file, &edited);
     let i = h.event(from, "the fix to apply", |e| matches!(e.kind, EventKind::ConfigApplied { .. })).await;
-    assert!(matches!(&h.events()[i].kind, EventKind::ConfigApplied { summary, .. } if summary == "started: [], stopped: [], restarted: []"));
+    assert!(
+        matches!(&h.events()[i].kind, EventKind::ConfigApplied { summary, .. } if summary == "started: [], stopped: [], restarted: []")
+    );
     let s = h.snapshot_where("config errors cleared", |s| s.config_errors.is_empty()).await;
     assert_eq!((live_run(&s, "a").map(|r| r.0), live_run(&s, "b").map(|r| r.0)), (Some(a2), Some(b1)));
 
     // modules.d/ appears with a module in it: installed and started; removed: stopped.
     let from = h.events().len();
     std::fs::create_dir(h.path("modules.d")).unwrap();
-    std::fs::write(h.path("modules.d/worker.toml"), "[modules.worker]\nrun = \"sleep 1000\"\nrequires = [\"a\"]\n").unwrap();
-    h.event(from, "the new module file to apply", |e| {
-        matches!(&e.kind, EventKind::ConfigApplied { summary, .. } if summary.contains("started: [worker]"))
-    })
+    std::fs::write(h.path("modules.d/worker.toml"), "[modules.worker]\nrun = \"sleep 1000\"\nrequires = [\"a\"]\n")
+        .unwrap();
+    h.event(
+        from,
+        "the new module file to apply",
+        |e| matches!(&e.kind, EventKind::ConfigApplied { summary, .. } if summary.contains("started: [worker]")),
+    )
     .await;
     let (_, worker_pid) = h.ready("worker").await;
 
     let from = h.events().len();
     std::fs::remove_file(h.path("modules.d/worker.toml")).unwrap();
-    h.event(from, "the removal to apply", |e| {
-        matches!(&e.kind, EventKind::ConfigApplied { summary, .. } if summary.contains("stopped: [worker]"))
-    })
+    h.event(
+        from,
+        "the removal to apply",
+        |e| matches!(&e.kind, EventKind::ConfigApplied { summary, .. } if summary.contains("stopped: [worker]")),
+    )
     .await;
     h.snapshot_where("worker to be gone", |s| status(s, "worker").is_none()).await;
     assert!(process::group_members(worker_pid).is_empty());
@@ -898,15 +940,25 @@ watch = ["**/*.log"]
     // the first restart after the write is log's, not txt's.
     let from = h.events().len();
     std::fs::write(h.path("src/b.log"), "x").unwrap();
-    let stop = h.event(from, "a restart after writing b.log", |e| transition(e, "txt").or(transition(e, "log")).is_some_and(|t| t.to.name() == "stopping")).await;
+    let stop = h
+        .event(from, "a restart after writing b.log", |e| {
+            transition(e, "txt").or(transition(e, "log")).is_some_and(|t| t.to.name() == "stopping")
+        })
+        .await;
     assert!(moved_to(&h.events()[stop], "log", "stopping").is_some(), "b.log restarted the wrong module\n{}", h.dump());
     h.ready_again("log", l1).await;
 
     // And txt's next restart is the one caused by its own file.
     let from = h.events().len();
     std::fs::write(h.path("src/sub.txt"), "y").unwrap();
-    let stop = h.event(from, "a restart after writing sub.txt", |e| transition(e, "txt").or(transition(e, "log")).is_some_and(|t| t.to.name() == "stopping")).await;
-    let t = moved_to(&h.events()[stop], "txt", "stopping").cloned().unwrap_or_else(|| panic!("sub.txt restarted the wrong module\n{}", h.dump()));
+    let stop = h
+        .event(from, "a restart after writing sub.txt", |e| {
+            transition(e, "txt").or(transition(e, "log")).is_some_and(|t| t.to.name() == "stopping")
+        })
+        .await;
+    let t = moved_to(&h.events()[stop], "txt", "stopping")
+        .cloned()
+        .unwrap_or_else(|| panic!("sub.txt restarted the wrong module\n{}", h.dump()));
     assert_eq!(t.reason, "restart: watched files changed");
     h.ready_again("txt", t3).await;
 
@@ -1005,7 +1057,8 @@ run = "sleep 1000 & echo $! > kids; sleep 1000 & echo $! >> kids; echo ready; wa
     h.send(Input::Up);
     let (_, pgid) = h.ready("forker").await;
     h.log_line(0, "forker", "ready").await;
-    let kids: Vec<u32> = std::fs::read_to_string(h.path("kids")).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
+    let kids: Vec<u32> =
+        std::fs::read_to_string(h.path("kids")).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
     assert_eq!(kids.len(), 2);
     assert!(kids.iter().all(|&k| alive(k)), "grandchildren run");
     assert_eq!(process::group_members(pgid).len(), 3, "shell and two sleeps in one group");

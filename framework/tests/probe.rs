@@ -89,7 +89,10 @@ async fn exec_failure_reports_status_and_first_output_line() {
         Err("exit status 1: db not ready".to_string())
     );
     // No stderr: stdout is used.
-    assert_eq!(exec_in("echo only-stdout; exit 3", QUICK, root, &env).await, Err("exit status 3: only-stdout".to_string()));
+    assert_eq!(
+        exec_in("echo only-stdout; exit 3", QUICK, root, &env).await,
+        Err("exit status 3: only-stdout".to_string())
+    );
     assert_eq!(exec_in("exit 2", QUICK, root, &env).await, Err("exit status 2".to_string()));
     // Trimmed to 200 characters.
     let err = exec_in("printf '%0300d\\n' 0 >&2; exit 1", QUICK, root, &env).await.unwrap_err();

@@ -129,27 +129,17 @@ struct Ctx {
 
 impl Ctx {
     fn key(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
+        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
     }
 
     fn child(&self, key: &str, label: String) -> Ctx {
-        Ctx {
-            path: self.key(key),
-            label,
-        }
+        Ctx { path: self.key(key), label }
     }
 }
 
 /// Decodes the merged document.
 pub(crate) fn decode(root: &Table, sources: &SourceMap) -> (RawStack, Vec<Issue>) {
-    let mut d = Decoder {
-        sources,
-        issues: Vec::new(),
-    };
+    let mut d = Decoder { sources, issues: Vec::new() };
     let stack = d.stack(root);
     (stack, d.issues)
 }
@@ -161,10 +151,7 @@ struct Decoder<'a> {
 
 impl Decoder<'_> {
     fn stack(&mut self, root: &Table) -> RawStack {
-        let ctx = Ctx {
-            path: String::new(),
-            label: "the top level".to_string(),
-        };
+        let ctx = Ctx { path: String::new(), label: "the top level".to_string() };
         let mut stack = RawStack::default();
         for e in &root.entries {
             match e.key.as_str() {
@@ -173,8 +160,7 @@ impl Decoder<'_> {
                 "project" => self.project(e, &ctx, &mut stack),
                 "defaults" => {
                     if let Some(t) = self.table(e, &ctx) {
-                        stack.defaults =
-                            self.defaults(t, &ctx.child("defaults", "[defaults]".into()));
+                        stack.defaults = self.defaults(t, &ctx.child("defaults", "[defaults]".into()));
                     }
                 }
                 "modules" => stack.modules = self.named_tables(e, &ctx, "module", Self::module),
@@ -190,12 +176,8 @@ impl Decoder<'_> {
         let ctx = ctx.child("project", "[project]".into());
         for e in &t.entries {
             match e.key.as_str() {
-                "name" => {
-                    stack.project_name = self.string(e, &ctx, "a string (the project's name)")
-                }
-                "profile" => {
-                    stack.default_profile = self.string(e, &ctx, "a string (a profile's name)")
-                }
+                "name" => stack.project_name = self.string(e, &ctx, "a string (the project's name)"),
+                "profile" => stack.default_profile = self.string(e, &ctx, "a string (a profile's name)"),
                 _ => self.unknown_key(e, &ctx, schema::PROJECT_KEYS),
             }
         }
@@ -236,12 +218,9 @@ impl Decoder<'_> {
         for entry in &t.entries {
             if !is_service_name(&entry.key) {
                 self.issues.push(
-                    Issue::new(
-                        entry.key_span.clone(),
-                        format!("invalid {what} name `{}`", entry.key),
-                    )
-                    .key(ctx.key(&entry.key))
-                    .expected("letters, digits, `_` and `-`"),
+                    Issue::new(entry.key_span.clone(), format!("invalid {what} name `{}`", entry.key))
+                        .key(ctx.key(&entry.key))
+                        .expected("letters, digits, `_` and `-`"),
                 );
             }
             if let Some(table) = self.table(entry, &ctx) {
@@ -276,9 +255,7 @@ impl Decoder<'_> {
                 "version" => m.version = self.version(e, ctx),
                 "cwd" => m.cwd = self.string(e, ctx, "a string (a directory)"),
                 "env" => m.env = self.env(e, ctx),
-                "env_file" => {
-                    m.env_files = self.string_or_list(e, ctx, "a path or an array of paths")
-                }
+                "env_file" => m.env_files = self.string_or_list(e, ctx, "a path or an array of paths"),
                 "requires" => m.requires = self.requires(e, ctx),
                 "provides" => m.provides = self.provides(e, ctx),
                 "health" => m.health = self.health(e, ctx),
@@ -292,23 +269,16 @@ impl Decoder<'_> {
         }
         if m.run.is_none() {
             self.issues.push(
-                Issue::new(
-                    entry.key_span.clone(),
-                    format!("module `{name}` has no `run`"),
-                )
-                .key(ctx.key("run"))
-                .expected("`run = \"<command line>\"`"),
+                Issue::new(entry.key_span.clone(), format!("module `{name}` has no `run`"))
+                    .key(ctx.key("run"))
+                    .expected("`run = \"<command line>\"`"),
             );
         }
         m
     }
 
     fn profile(&mut self, name: &str, _entry: &Entry, t: &Table, ctx: &Ctx) -> RawProfile {
-        let mut p = RawProfile {
-            name: name.to_string(),
-            modules: None,
-            env: Vec::new(),
-        };
+        let mut p = RawProfile { name: name.to_string(), modules: None, env: Vec::new() };
         for e in &t.entries {
             match e.key.as_str() {
                 "modules" => p.modules = Some(self.list(e, ctx, "an array of module names")),
@@ -335,12 +305,9 @@ impl Decoder<'_> {
             Ok(v) => Some(v),
             Err(message) => {
                 self.issues.push(
-                    Issue::new(
-                        e.node.span.clone(),
-                        format!("invalid version `{}`: {message}", s.value),
-                    )
-                    .key(ctx.key(&e.key))
-                    .expected("a semantic version, e.g. \"15\", \"15.2\" or \"1.4.2\""),
+                    Issue::new(e.node.span.clone(), format!("invalid version `{}`: {message}", s.value))
+                        .key(ctx.key(&e.key))
+                        .expected("a semantic version, e.g. \"15\", \"15.2\" or \"1.4.2\""),
                 );
                 None
             }
@@ -356,12 +323,9 @@ impl Decoder<'_> {
         for var in &t.entries {
             if !is_var_name(&var.key) {
                 self.issues.push(
-                    Issue::new(
-                        var.key_span.clone(),
-                        format!("invalid environment variable name `{}`", var.key),
-                    )
-                    .key(ctx.key(&var.key))
-                    .expected("letters, digits and `_`, not starting with a digit"),
+                    Issue::new(var.key_span.clone(), format!("invalid environment variable name `{}`", var.key))
+                        .key(ctx.key(&var.key))
+                        .expected("letters, digits and `_`, not starting with a digit"),
                 );
                 continue;
             }
@@ -371,37 +335,21 @@ impl Decoder<'_> {
                 Kind::Int(i) => (i.to_string(), true),
                 Kind::Bool(b) => (b.to_string(), true),
                 _ => {
-                    let help = matches!(var.node.kind, Kind::Float).then(|| {
-                        "quote it: floats are not exact (`1.10` would become `1.1`)".to_string()
-                    });
+                    let help = matches!(var.node.kind, Kind::Float)
+                        .then(|| "quote it: floats are not exact (`1.10` would become `1.1`)".to_string());
                     self.type_error(var, &ctx, "a string, an integer or a boolean", help);
                     continue;
                 }
             };
-            let value = Str {
-                value,
-                span: var.node.span.clone(),
-                key: ctx.key(&var.key),
-            };
-            vars.push(EnvVar {
-                name: var.key.clone(),
-                value,
-                literal,
-            });
+            let value = Str { value, span: var.node.span.clone(), key: ctx.key(&var.key) };
+            vars.push(EnvVar { name: var.key.clone(), value, literal });
         }
         vars
     }
 
     fn requires(&mut self, e: &Entry, ctx: &Ctx) -> Vec<RawRequirement> {
-        let entries = self.list(
-            e,
-            ctx,
-            "an array of module names, e.g. [\"db\", \"cache@>=7\"]",
-        );
-        entries
-            .into_iter()
-            .filter_map(|s| self.requirement(s))
-            .collect()
+        let entries = self.list(e, ctx, "an array of module names, e.g. [\"db\", \"cache@>=7\"]");
+        entries.into_iter().filter_map(|s| self.requirement(s)).collect()
     }
 
     /// `"name"` or `"name@<semver range>"`.
@@ -413,12 +361,9 @@ impl Decoder<'_> {
         let name_span = sub_span(self.sources, &s, &(0..name.len()));
         if !is_service_name(name) {
             self.issues.push(
-                Issue::new(
-                    name_span,
-                    format!("invalid module name `{name}` in `requires`"),
-                )
-                .key(s.key.clone())
-                .expected("\"NAME\" or \"NAME@RANGE\", e.g. \"db@>=15, <17\""),
+                Issue::new(name_span, format!("invalid module name `{name}` in `requires`"))
+                    .key(s.key.clone())
+                    .expected("\"NAME\" or \"NAME@RANGE\", e.g. \"db@>=15, <17\""),
             );
             return None;
         }
@@ -438,12 +383,7 @@ impl Decoder<'_> {
                 return None;
             }
         };
-        Some(RawRequirement {
-            module: name.to_string(),
-            range,
-            span: s.span.clone(),
-            name_span,
-        })
+        Some(RawRequirement { module: name.to_string(), range, span: s.span.clone(), name_span })
     }
 
     fn provides(&mut self, e: &Entry, ctx: &Ctx) -> Vec<(String, Span, Str)> {
@@ -455,12 +395,9 @@ impl Decoder<'_> {
         for entry in &t.entries {
             if !is_service_name(&entry.key) {
                 self.issues.push(
-                    Issue::new(
-                        entry.key_span.clone(),
-                        format!("invalid service name `{}`", entry.key),
-                    )
-                    .key(ctx.key(&entry.key))
-                    .expected("letters, digits, `_` and `-`"),
+                    Issue::new(entry.key_span.clone(), format!("invalid service name `{}`", entry.key))
+                        .key(ctx.key(&entry.key))
+                        .expected("letters, digits, `_` and `-`"),
                 );
                 continue;
             }
@@ -508,10 +445,7 @@ impl Decoder<'_> {
                     .expected("exactly one of exec, http or tcp"),
             );
         }
-        Some(RawHealth {
-            check: check.map(|(kind, target, _)| (kind, target)),
-            settings,
-        })
+        Some(RawHealth { check: check.map(|(kind, target, _)| (kind, target)), settings })
     }
 
     /// `[defaults] health`: everything but the check itself.
@@ -520,13 +454,10 @@ impl Decoder<'_> {
         for e in &t.entries {
             if matches!(e.key.as_str(), "exec" | "http" | "tcp") {
                 self.issues.push(
-                    Issue::new(
-                        e.key_span.clone(),
-                        format!("`{}` cannot be set in [defaults]", e.key),
-                    )
-                    .key(ctx.key(&e.key))
-                    .expected(format!("one of {}", schema::DEFAULT_HEALTH_KEYS.join(", ")))
-                    .help("checks are per module: set it in `[modules.NAME] health`"),
+                    Issue::new(e.key_span.clone(), format!("`{}` cannot be set in [defaults]", e.key))
+                        .key(ctx.key(&e.key))
+                        .expected(format!("one of {}", schema::DEFAULT_HEALTH_KEYS.join(", ")))
+                        .help("checks are per module: set it in `[modules.NAME] health`"),
                 );
             } else {
                 self.health_setting_in(e, ctx, &mut settings, schema::DEFAULT_HEALTH_KEYS);
@@ -539,13 +470,7 @@ impl Decoder<'_> {
         self.health_setting_in(e, ctx, settings, schema::HEALTH_KEYS);
     }
 
-    fn health_setting_in(
-        &mut self,
-        e: &Entry,
-        ctx: &Ctx,
-        settings: &mut RawHealthSettings,
-        allowed: &[&str],
-    ) {
+    fn health_setting_in(&mut self, e: &Entry, ctx: &Ctx, settings: &mut RawHealthSettings, allowed: &[&str]) {
         match e.key.as_str() {
             "interval" => settings.interval = self.positive_duration(e, ctx),
             "timeout" => settings.timeout = self.positive_duration(e, ctx),
@@ -561,11 +486,7 @@ impl Decoder<'_> {
             restart.policy = self.policy(e, ctx);
             return restart;
         }
-        let Some(t) = self.table_or(
-            e,
-            ctx,
-            "a policy (\"never\", \"on-failure\", \"always\") or a table",
-        ) else {
+        let Some(t) = self.table_or(e, ctx, "a policy (\"never\", \"on-failure\", \"always\") or a table") else {
             return restart;
         };
         let ctx = ctx.child("restart", format!("`restart` of {}", ctx.label));
@@ -573,12 +494,8 @@ impl Decoder<'_> {
             match e.key.as_str() {
                 "policy" => restart.policy = self.policy(e, &ctx),
                 "backoff" => {
-                    restart.backoff = self.parsed(
-                        e,
-                        &ctx,
-                        units::parse_backoff,
-                        "a range of durations, e.g. \"100ms..30s\"",
-                    )
+                    restart.backoff =
+                        self.parsed(e, &ctx, units::parse_backoff, "a range of durations, e.g. \"100ms..30s\"")
                 }
                 "max_restarts" => restart.max_restarts = self.count(e, &ctx, 0),
                 "window" => restart.window = self.positive_duration(e, &ctx),
@@ -598,13 +515,10 @@ impl Decoder<'_> {
             other => {
                 let help = suggest::did_you_mean(other, schema::RESTART_POLICIES.iter().copied());
                 self.issues.push(
-                    Issue::new(
-                        e.node.span.clone(),
-                        format!("unknown restart policy `{other}`"),
-                    )
-                    .key(ctx.key(&e.key))
-                    .expected("\"never\", \"on-failure\" or \"always\"")
-                    .maybe_help(help),
+                    Issue::new(e.node.span.clone(), format!("unknown restart policy `{other}`"))
+                        .key(ctx.key(&e.key))
+                        .expected("\"never\", \"on-failure\" or \"always\"")
+                        .maybe_help(help),
                 );
                 return None;
             }
@@ -620,9 +534,7 @@ impl Decoder<'_> {
         let ctx = ctx.child("stop", format!("`stop` of {}", ctx.label));
         for e in &t.entries {
             match e.key.as_str() {
-                "signal" => {
-                    stop.signal = self.parsed(e, &ctx, units::parse_signal, units::SIGNAL_NAMES)
-                }
+                "signal" => stop.signal = self.parsed(e, &ctx, units::parse_signal, units::SIGNAL_NAMES),
                 "timeout" => stop.timeout = self.duration(e, &ctx),
                 _ => self.unknown_key(e, &ctx, schema::STOP_KEYS),
             }
@@ -640,9 +552,8 @@ impl Decoder<'_> {
             match e.key.as_str() {
                 "memory" => {
                     if let Kind::Int(n) = e.node.kind {
-                        let help = format!(
-                            "a bare number is ambiguous; write e.g. `memory = \"{n}MiB\"` or `\"{n}B\"`"
-                        );
+                        let help =
+                            format!("a bare number is ambiguous; write e.g. `memory = \"{n}MiB\"` or `\"{n}B\"`");
                         self.type_error(e, &ctx, SIZE_EXPECTED, Some(help));
                     } else {
                         limits.memory = self.parsed(e, &ctx, units::parse_size, SIZE_EXPECTED);
@@ -661,13 +572,7 @@ impl Decoder<'_> {
         let (mut run, mut output) = (None, None);
         for entry in &t.entries {
             match entry.key.as_str() {
-                "run" => {
-                    run = self.string(
-                        entry,
-                        &ctx,
-                        "a string (the command whose output is the backup)",
-                    )
-                }
+                "run" => run = self.string(entry, &ctx, "a string (the command whose output is the backup)"),
                 "output" => output = self.backup_output(entry, &ctx),
                 _ => self.unknown_key(entry, &ctx, schema::BACKUP_KEYS),
             }
@@ -675,12 +580,9 @@ impl Decoder<'_> {
         for (missing, expected) in [(run.is_none(), "run"), (output.is_none(), "output")] {
             if missing && t.get(expected).is_none() {
                 self.issues.push(
-                    Issue::new(
-                        e.key_span.clone(),
-                        format!("{} has no `{expected}`", ctx.label),
-                    )
-                    .key(ctx.key(expected))
-                    .expected("`backup = { run = \"<command>\", output = \"<file name>\" }`"),
+                    Issue::new(e.key_span.clone(), format!("{} has no `{expected}`", ctx.label))
+                        .key(ctx.key(expected))
+                        .expected("`backup = { run = \"<command>\", output = \"<file name>\" }`"),
                 );
             }
         }
@@ -691,17 +593,12 @@ impl Decoder<'_> {
     fn backup_output(&mut self, e: &Entry, ctx: &Ctx) -> Option<String> {
         let s = self.string(e, ctx, "a file name")?;
         let path = std::path::Path::new(&s.value);
-        let escapes = path
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)));
+        let escapes = path.components().any(|c| !matches!(c, std::path::Component::Normal(_)));
         if s.value.is_empty() || escapes {
             self.issues.push(
-                Issue::new(
-                    e.node.span.clone(),
-                    format!("invalid backup output `{}`", s.value),
-                )
-                .key(ctx.key(&e.key))
-                .expected("a relative file name without `..`, e.g. \"db.sql\""),
+                Issue::new(e.node.span.clone(), format!("invalid backup output `{}`", s.value))
+                    .key(ctx.key(&e.key))
+                    .expected("a relative file name without `..`, e.g. \"db.sql\""),
             );
             return None;
         }
@@ -712,13 +609,10 @@ impl Decoder<'_> {
 
     fn unknown_key(&mut self, e: &Entry, ctx: &Ctx, allowed: &[&str]) {
         self.issues.push(
-            Issue::new(
-                e.key_span.clone(),
-                format!("unknown key `{}` in {}", e.key, ctx.label),
-            )
-            .key(ctx.key(&e.key))
-            .expected(format!("one of {}", allowed.join(", ")))
-            .maybe_help(suggest::did_you_mean(&e.key, allowed.iter().copied())),
+            Issue::new(e.key_span.clone(), format!("unknown key `{}` in {}", e.key, ctx.label))
+                .key(ctx.key(&e.key))
+                .expected(format!("one of {}", allowed.join(", ")))
+                .maybe_help(suggest::did_you_mean(&e.key, allowed.iter().copied())),
         );
     }
 
@@ -726,11 +620,7 @@ impl Decoder<'_> {
         self.issues.push(
             Issue::new(
                 e.node.span.clone(),
-                format!(
-                    "`{}` must be {expected}, found {}",
-                    e.key,
-                    e.node.kind.describe()
-                ),
+                format!("`{}` must be {expected}, found {}", e.key, e.node.kind.describe()),
             )
             .key(ctx.key(&e.key))
             .expected(expected)
@@ -754,11 +644,7 @@ impl Decoder<'_> {
 
     fn string(&mut self, e: &Entry, ctx: &Ctx, expected: &str) -> Option<Str> {
         match &e.node.kind {
-            Kind::Str(s) => Some(Str {
-                value: s.clone(),
-                span: e.node.span.clone(),
-                key: ctx.key(&e.key),
-            }),
+            Kind::Str(s) => Some(Str { value: s.clone(), span: e.node.span.clone(), key: ctx.key(&e.key) }),
             _ => {
                 self.type_error(e, ctx, expected, None);
                 None
@@ -772,37 +658,18 @@ impl Decoder<'_> {
             self.type_error(e, ctx, expected, None);
             return Vec::new();
         };
-        items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| self.list_item(e, i, item, ctx, expected))
-            .collect()
+        items.iter().enumerate().filter_map(|(i, item)| self.list_item(e, i, item, ctx, expected)).collect()
     }
 
-    fn list_item(
-        &mut self,
-        e: &Entry,
-        index: usize,
-        item: &Node,
-        ctx: &Ctx,
-        expected: &str,
-    ) -> Option<Str> {
+    fn list_item(&mut self, e: &Entry, index: usize, item: &Node, ctx: &Ctx, expected: &str) -> Option<Str> {
         let key = format!("{}[{index}]", ctx.key(&e.key));
         match &item.kind {
-            Kind::Str(s) => Some(Str {
-                value: s.clone(),
-                span: item.span.clone(),
-                key,
-            }),
+            Kind::Str(s) => Some(Str { value: s.clone(), span: item.span.clone(), key }),
             other => {
                 self.issues.push(
                     Issue::new(
                         item.span.clone(),
-                        format!(
-                            "elements of `{}` must be strings, found {}",
-                            e.key,
-                            other.describe()
-                        ),
+                        format!("elements of `{}` must be strings, found {}", e.key, other.describe()),
                     )
                     .key(key)
                     .expected(expected),
@@ -832,12 +699,9 @@ impl Decoder<'_> {
         let d = self.duration(e, ctx)?;
         if d.is_zero() {
             self.issues.push(
-                Issue::new(
-                    e.node.span.clone(),
-                    format!("`{}` must be greater than zero", e.key),
-                )
-                .key(ctx.key(&e.key))
-                .expected(DURATION_EXPECTED),
+                Issue::new(e.node.span.clone(), format!("`{}` must be greater than zero", e.key))
+                    .key(ctx.key(&e.key))
+                    .expected(DURATION_EXPECTED),
             );
             return None;
         }
@@ -857,12 +721,9 @@ impl Decoder<'_> {
             Ok(v) => Some(v),
             Err(message) => {
                 self.issues.push(
-                    Issue::new(
-                        e.node.span.clone(),
-                        format!("invalid `{}`: {message}", e.key),
-                    )
-                    .key(ctx.key(&e.key))
-                    .expected(expected),
+                    Issue::new(e.node.span.clone(), format!("invalid `{}`: {message}", e.key))
+                        .key(ctx.key(&e.key))
+                        .expected(expected),
                 );
                 None
             }
@@ -871,11 +732,7 @@ impl Decoder<'_> {
 
     /// A non-negative integer (a count) of at least `min`.
     fn count(&mut self, e: &Entry, ctx: &Ctx, min: u32) -> Option<u32> {
-        let expected = if min == 0 {
-            "a non-negative integer"
-        } else {
-            "a positive integer"
-        };
+        let expected = if min == 0 { "a non-negative integer" } else { "a positive integer" };
         let Kind::Int(n) = e.node.kind else {
             self.type_error(e, ctx, expected, None);
             return None;
@@ -884,12 +741,9 @@ impl Decoder<'_> {
             Ok(n) if n >= min => Some(n),
             _ => {
                 self.issues.push(
-                    Issue::new(
-                        e.node.span.clone(),
-                        format!("`{}` is out of range: {n}", e.key),
-                    )
-                    .key(ctx.key(&e.key))
-                    .expected(format!("{expected} (at most {})", u32::MAX)),
+                    Issue::new(e.node.span.clone(), format!("`{}` is out of range: {n}", e.key))
+                        .key(ctx.key(&e.key))
+                        .expected(format!("{expected} (at most {})", u32::MAX)),
                 );
                 None
             }
@@ -922,22 +776,10 @@ mod tests {
 
     #[test]
     fn versions_are_padded() {
-        assert_eq!(
-            parse_version("15").map(|v| v.to_string()),
-            Ok("15.0.0".into())
-        );
-        assert_eq!(
-            parse_version("15.2").map(|v| v.to_string()),
-            Ok("15.2.0".into())
-        );
-        assert_eq!(
-            parse_version("1.2.3-rc.1").map(|v| v.to_string()),
-            Ok("1.2.3-rc.1".into())
-        );
-        assert_eq!(
-            parse_version("2-beta").map(|v| v.to_string()),
-            Ok("2.0.0-beta".into())
-        );
+        assert_eq!(parse_version("15").map(|v| v.to_string()), Ok("15.0.0".into()));
+        assert_eq!(parse_version("15.2").map(|v| v.to_string()), Ok("15.2.0".into()));
+        assert_eq!(parse_version("1.2.3-rc.1").map(|v| v.to_string()), Ok("1.2.3-rc.1".into()));
+        assert_eq!(parse_version("2-beta").map(|v| v.to_string()), Ok("2.0.0-beta".into()));
         assert!(parse_version("v1").is_err());
         assert!(parse_version("1.x").is_err());
         assert!(parse_version("").is_err());

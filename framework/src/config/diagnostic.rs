@@ -46,10 +46,7 @@ impl SourceMap {
     /// Registers a file and returns its id. Unreadable files are added with empty text so that errors about
     /// them still have a place to point at.
     pub fn add(&mut self, path: &Path, text: String) -> FileId {
-        self.files.push(SourceFile {
-            path: path.to_path_buf(),
-            text,
-        });
+        self.files.push(SourceFile { path: path.to_path_buf(), text });
         self.files.len() - 1
     }
 
@@ -58,9 +55,7 @@ impl SourceMap {
     }
 
     pub fn path(&self, file: FileId) -> &Path {
-        self.files
-            .get(file)
-            .map_or(Path::new(""), |f| f.path.as_path())
+        self.files.get(file).map_or(Path::new(""), |f| f.path.as_path())
     }
 
     /// The source text covered by a span ("" if the span is out of range).
@@ -143,13 +138,7 @@ pub(crate) struct Issue {
 
 impl Issue {
     pub fn new(span: Span, message: impl Into<String>) -> Issue {
-        Issue {
-            span,
-            message: message.into(),
-            key: None,
-            expected: None,
-            help: None,
-        }
+        Issue { span, message: message.into(), key: None, expected: None, help: None }
     }
 
     pub fn key(mut self, key: impl Into<String>) -> Issue {
@@ -213,22 +202,11 @@ impl fmt::Display for Diagnostic {
             return write!(f, "error: {}", self.message);
         }
         writeln!(f, "error: {}", self.message)?;
-        writeln!(
-            f,
-            "{pad}--> {}:{}:{}",
-            self.file.display(),
-            self.line,
-            self.column
-        )?;
+        writeln!(f, "{pad}--> {}:{}:{}", self.file.display(), self.line, self.column)?;
         writeln!(f, "{pad} |")?;
         let (shown, caret_start, caret_len) = self.caret_layout();
         writeln!(f, "{number} | {shown}")?;
-        write!(
-            f,
-            "{pad} | {}{}",
-            " ".repeat(caret_start),
-            "^".repeat(caret_len)
-        )?;
+        write!(f, "{pad} | {}{}", " ".repeat(caret_start), "^".repeat(caret_len))?;
         if let Some(expected) = &self.expected {
             write!(f, "\n{pad} = expected: {expected}")?;
         }
@@ -264,11 +242,7 @@ impl Diagnostic {
         let (mut caret_start, mut caret_end) = (None, None);
         let start_col = self.column as usize;
         // A span running past this line gets carets up to the line's end.
-        let end_col = if self.end_line == self.line {
-            self.end_column as usize
-        } else {
-            usize::MAX
-        };
+        let end_col = if self.end_line == self.line { self.end_column as usize } else { usize::MAX };
         for (i, ch) in self.source_line.chars().enumerate() {
             let col = i + 1;
             if col == start_col {
@@ -277,11 +251,7 @@ impl Diagnostic {
             if col == end_col {
                 caret_end = Some(shown.chars().count());
             }
-            if ch == '\t' {
-                shown.push_str("    ")
-            } else {
-                shown.push(ch)
-            }
+            if ch == '\t' { shown.push_str("    ") } else { shown.push(ch) }
         }
         let width = shown.chars().count();
         let start = caret_start.unwrap_or(width);
@@ -311,9 +281,7 @@ mod tests {
     fn render(text: &str, range: Range<usize>) -> String {
         let mut map = SourceMap::default();
         let file = map.add(Path::new("s.toml"), text.to_string());
-        let issue = Issue::new(Span::new(file, range), "boom")
-            .expected("x")
-            .help("y");
+        let issue = Issue::new(Span::new(file, range), "boom").expected("x").help("y");
         map.diagnostic(issue).to_string()
     }
 
@@ -336,10 +304,7 @@ mod tests {
 
     #[test]
     fn internal_errors_render_as_their_message() {
-        assert_eq!(
-            Diagnostic::internal("reload failed").to_string(),
-            "error: reload failed"
-        );
+        assert_eq!(Diagnostic::internal("reload failed").to_string(), "error: reload failed");
     }
 
     #[test]

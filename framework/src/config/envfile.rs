@@ -38,12 +38,7 @@ fn line_end(text: &str, from: usize) -> usize {
 }
 
 /// Parses the entry starting on the line `start..end`; returns it and where the next line starts.
-fn parse_line(
-    file: FileId,
-    text: &str,
-    start: usize,
-    end: usize,
-) -> Result<(Option<EnvVar>, usize), Issue> {
+fn parse_line(file: FileId, text: &str, start: usize, end: usize) -> Result<(Option<EnvVar>, usize), Issue> {
     let line = text[start..end].trim_end_matches('\r');
     let indent = line.len() - line.trim_start().len();
     let body = &line[indent..];
@@ -58,11 +53,8 @@ fn parse_line(
     let entry_start = body_start + export_len;
     let entry = &text[entry_start..start + line.len()];
     let Some(eq) = entry.find('=') else {
-        return Err(Issue::new(
-            Span::new(file, entry_start..start + line.len()),
-            "expected `KEY=VALUE`",
-        )
-        .expected("`KEY=VALUE`, `export KEY=VALUE`, a `# comment` or a blank line"));
+        return Err(Issue::new(Span::new(file, entry_start..start + line.len()), "expected `KEY=VALUE`")
+            .expected("`KEY=VALUE`, `export KEY=VALUE`, a `# comment` or a blank line"));
     };
     let name = entry[..eq].trim_end();
     if !is_var_name(name) {
@@ -73,19 +65,15 @@ fn parse_line(
         .expected("letters, digits and `_`, not starting with a digit"));
     }
     let after_eq = entry_start + eq + 1;
-    let value_start = after_eq
-        + (text[after_eq..end].len() - text[after_eq..end].trim_start_matches([' ', '\t']).len());
+    let value_start =
+        after_eq + (text[after_eq..end].len() - text[after_eq..end].trim_start_matches([' ', '\t']).len());
     let (value, span, literal, next) = match text[value_start..].chars().next() {
         Some(quote @ ('"' | '\'')) => quoted(file, text, value_start, quote)?,
         _ => unquoted(text, value_start, start + line.len(), end),
     };
     let var = EnvVar {
         name: name.to_string(),
-        value: Str {
-            value,
-            span: Span::new(file, span),
-            key: name.to_string(),
-        },
+        value: Str { value, span: Span::new(file, span), key: name.to_string() },
         literal,
     };
     Ok((Some(var), next))
@@ -101,12 +89,7 @@ fn unquoted(text: &str, from: usize, line_end: usize, next_line: usize) -> Parse
         None => raw,
     };
     let value = without_comment.trim_end();
-    (
-        value.to_string(),
-        from..from + value.len(),
-        false,
-        next_line + 1,
-    )
+    (value.to_string(), from..from + value.len(), false, next_line + 1)
 }
 
 fn quoted(file: FileId, text: &str, open: usize, quote: char) -> Result<Parsed, Issue> {
@@ -115,11 +98,8 @@ fn quoted(file: FileId, text: &str, open: usize, quote: char) -> Result<Parsed, 
     let close = loop {
         let Some((i, c)) = chars.next() else {
             let end = line_end(text, open);
-            return Err(Issue::new(
-                Span::new(file, open..end),
-                format!("unterminated {quote}-quoted value"),
-            )
-            .expected(format!("a closing `{quote}`")));
+            return Err(Issue::new(Span::new(file, open..end), format!("unterminated {quote}-quoted value"))
+                .expected(format!("a closing `{quote}`")));
         };
         match c {
             c if c == quote => break open + 1 + i,
@@ -142,14 +122,9 @@ fn quoted(file: FileId, text: &str, open: usize, quote: char) -> Result<Parsed, 
     let rest_end = line_end(text, close);
     let rest = text[close + 1..rest_end].trim_end_matches('\r').trim();
     if !rest.is_empty() && !rest.starts_with('#') {
-        let at = close
-            + 1
-            + (text[close + 1..rest_end].len() - text[close + 1..rest_end].trim_start().len());
-        return Err(Issue::new(
-            Span::new(file, at..at + rest.len()),
-            "unexpected text after the closing quote",
-        )
-        .expected("a `# comment` or the end of the line"));
+        let at = close + 1 + (text[close + 1..rest_end].len() - text[close + 1..rest_end].trim_start().len());
+        return Err(Issue::new(Span::new(file, at..at + rest.len()), "unexpected text after the closing quote")
+            .expected("a `# comment` or the end of the line"));
     }
     Ok((value, open..close + 1, quote == '\'', rest_end + 1))
 }
@@ -161,9 +136,7 @@ mod tests {
     fn vars(text: &str) -> Vec<(String, String, bool)> {
         let (vars, issues) = parse(0, text);
         assert!(issues.is_empty(), "{issues:?}");
-        vars.into_iter()
-            .map(|v| (v.name, v.value.value, v.literal))
-            .collect()
+        vars.into_iter().map(|v| (v.name, v.value.value, v.literal)).collect()
     }
 
     #[test]
@@ -193,10 +166,7 @@ mod tests {
     #[test]
     fn reports_bad_lines_and_keeps_going() {
         let (vars, issues) = parse(0, "oops\n1X=2\nY=\"open\nZ=3\n");
-        let messages: Vec<_> = issues
-            .iter()
-            .map(|i| (i.message.clone(), i.span.range.clone()))
-            .collect();
+        let messages: Vec<_> = issues.iter().map(|i| (i.message.clone(), i.span.range.clone())).collect();
         assert_eq!(
             messages,
             vec![

@@ -19,15 +19,8 @@ const SYNTAX: &str = "`${VAR}`, `${VAR:-default}`, `${service.NAME}`, or `$$` fo
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Part {
     Text(String),
-    Var {
-        name: String,
-        default: Option<Vec<Part>>,
-        range: Range<usize>,
-    },
-    Service {
-        name: String,
-        range: Range<usize>,
-    },
+    Var { name: String, default: Option<Vec<Part>>, range: Range<usize> },
+    Service { name: String, range: Range<usize> },
 }
 
 /// A syntax error in a template: where (decoded byte range) and what.
@@ -46,11 +39,7 @@ pub(crate) fn parse(s: &str) -> Result<Vec<Part>, SyntaxError> {
 }
 
 /// Parses from `pos` until the end, or (inside a default) until the unmatched `}`; returns where it stopped.
-fn parse_parts(
-    s: &str,
-    mut pos: usize,
-    in_default: bool,
-) -> Result<(Vec<Part>, usize), SyntaxError> {
+fn parse_parts(s: &str, mut pos: usize, in_default: bool) -> Result<(Vec<Part>, usize), SyntaxError> {
     let mut parts = Vec::new();
     let mut text = String::new();
     let bytes = s.as_bytes();
@@ -90,83 +79,44 @@ fn parse_reference(s: &str, start: usize) -> Result<(Part, usize), SyntaxError> 
         .unwrap_or(s.len() - name_start);
     let name = &s[name_start..name_start + name_len];
     let after = name_start + name_len;
-    let unterminated = || SyntaxError {
-        range: start..s.len(),
-        message: "unterminated `${` (missing `}`)".to_string(),
-    };
+    let unterminated = || SyntaxError { range: start..s.len(), message: "unterminated `${` (missing `}`)".to_string() };
     if let Some(service) = name.strip_prefix("service.") {
         if !s[after..].starts_with('}') {
-            return Err(if after >= s.len() {
-                unterminated()
-            } else {
-                bad_char(s, start, after)
-            });
+            return Err(if after >= s.len() { unterminated() } else { bad_char(s, start, after) });
         }
         if !is_service_name(service) {
-            return Err(SyntaxError {
-                range: start..after + 1,
-                message: format!("invalid service name `{service}`"),
-            });
+            return Err(SyntaxError { range: start..after + 1, message: format!("invalid service name `{service}`") });
         }
-        return Ok((
-            Part::Service {
-                name: service.to_string(),
-                range: start..after + 1,
-            },
-            after + 1,
-        ));
+        return Ok((Part::Service { name: service.to_string(), range: start..after + 1 }, after + 1));
     }
     if !is_var_name(name) {
         let message = if name.is_empty() {
             "empty variable name in `${}`".to_string()
         } else {
-            format!(
-                "invalid variable name `{name}` (letters, digits and `_`, not starting with a digit)"
-            )
+            format!("invalid variable name `{name}` (letters, digits and `_`, not starting with a digit)")
         };
         let end = s[start..].find('}').map_or(s.len(), |i| start + i + 1);
-        return Err(SyntaxError {
-            range: start..end,
-            message,
-        });
+        return Err(SyntaxError { range: start..end, message });
     }
     let rest = &s[after..];
     if rest.starts_with('}') {
-        return Ok((
-            Part::Var {
-                name: name.to_string(),
-                default: None,
-                range: start..after + 1,
-            },
-            after + 1,
-        ));
+        return Ok((Part::Var { name: name.to_string(), default: None, range: start..after + 1 }, after + 1));
     }
     if rest.starts_with(":-") {
         let (default, end) = parse_parts(s, after + 2, true)?;
         if end >= s.len() {
             return Err(unterminated());
         }
-        let part = Part::Var {
-            name: name.to_string(),
-            default: Some(default),
-            range: start..end + 1,
-        };
+        let part = Part::Var { name: name.to_string(), default: Some(default), range: start..end + 1 };
         return Ok((part, end + 1));
     }
-    Err(if rest.is_empty() {
-        unterminated()
-    } else {
-        bad_char(s, start, after)
-    })
+    Err(if rest.is_empty() { unterminated() } else { bad_char(s, start, after) })
 }
 
 fn bad_char(s: &str, start: usize, at: usize) -> SyntaxError {
     let c = s[at..].chars().next().unwrap_or(' ');
     let end = s[start..].find('}').map_or(s.len(), |i| start + i + 1);
-    SyntaxError {
-        range: start..end,
-        message: format!("unexpected `{c}` in `${{…}}`"),
-    }
+    SyntaxError { range: start..end, message: format!("unexpected `{c}` in `${{…}}`") }
 }
 
 /// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
@@ -178,10 +128,7 @@ pub(crate) fn is_var_name(name: &str) -> bool {
 
 /// Service (and module) names: `[A-Za-z0-9_-]+`.
 pub(crate) fn is_service_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// One env value at one layer: `literal` values (single-quoted in an env file) are not interpolated.
@@ -193,10 +140,7 @@ pub(crate) struct EnvValue {
 
 impl From<&EnvVar> for EnvValue {
     fn from(var: &EnvVar) -> EnvValue {
-        EnvValue {
-            value: var.value.clone(),
-            literal: var.literal,
-        }
+        EnvValue { value: var.value.clone(), literal: var.literal }
     }
 }
 
@@ -223,11 +167,7 @@ enum Lookup {
 /// A value being computed, for cycle detection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Frame {
-    Var {
-        module: String,
-        name: String,
-        layer: usize,
-    },
+    Var { module: String, name: String, layer: usize },
     Service(String),
 }
 
@@ -316,12 +256,7 @@ impl<'a> Interpolator<'a> {
 
     /// `site` is the env variable and layer being computed, so that `PATH = "bin:${PATH}"` reads the
     /// layer below instead of itself.
-    fn eval_template(
-        &mut self,
-        module: &str,
-        template: &Str,
-        site: Option<(&str, usize)>,
-    ) -> Option<String> {
+    fn eval_template(&mut self, module: &str, template: &Str, site: Option<(&str, usize)>) -> Option<String> {
         let parts = match parse(&template.value) {
             Ok(parts) => parts,
             Err(e) => {
@@ -344,11 +279,7 @@ impl<'a> Interpolator<'a> {
         for part in parts {
             let value = match part {
                 Part::Text(text) => Some(text.clone()),
-                Part::Var {
-                    name,
-                    default,
-                    range,
-                } => self.eval_var(module, template, name, default, range, site),
+                Part::Var { name, default, range } => self.eval_var(module, template, name, default, range, site),
                 Part::Service { name, range } => self.eval_service(module, template, name, range),
             };
             match value {
@@ -368,9 +299,7 @@ impl<'a> Interpolator<'a> {
         range: &Range<usize>,
         site: Option<(&str, usize)>,
     ) -> Option<String> {
-        let below = site
-            .filter(|(site_name, _)| *site_name == name)
-            .map(|(_, layer)| layer);
+        let below = site.filter(|(site_name, _)| *site_name == name).map(|(_, layer)| layer);
         let lookup = match self.var(module, name, below) {
             Lookup::Failed if self.cycle_pending() => {
                 self.report_cycle(template, range);
@@ -379,9 +308,7 @@ impl<'a> Interpolator<'a> {
             other => other,
         };
         match (lookup, default) {
-            (Lookup::Found(v), Some(_)) if v.is_empty() => {
-                self.eval_default(module, template, default, site)
-            }
+            (Lookup::Found(v), Some(_)) if v.is_empty() => self.eval_default(module, template, default, site),
             (Lookup::Found(v), _) => Some(v),
             (Lookup::Unset, Some(_)) => self.eval_default(module, template, default, site),
             (Lookup::Unset, None) => {
@@ -403,34 +330,26 @@ impl<'a> Interpolator<'a> {
         self.eval_parts(module, template, parts, site)
     }
 
-    fn eval_service(
-        &mut self,
-        module: &str,
-        template: &Str,
-        name: &str,
-        range: &Range<usize>,
-    ) -> Option<String> {
+    fn eval_service(&mut self, module: &str, template: &Str, name: &str, range: &Range<usize>) -> Option<String> {
         let Some(provider) = self.providers.get(name) else {
             let candidates: Vec<&str> = self.providers.keys().map(String::as_str).collect();
-            let issue = Issue::new(
-                self.sub_span(template, range),
-                format!("unknown service `{name}` in module `{module}`"),
-            )
-            .key(template.key.clone())
-            .help(suggest::did_you_mean(name, candidates).unwrap_or_else(|| {
-                format!("no module provides `{name}`; add it to a module's `provides`")
-            }));
+            let issue =
+                Issue::new(self.sub_span(template, range), format!("unknown service `{name}` in module `{module}`"))
+                    .key(template.key.clone())
+                    .help(
+                        suggest::did_you_mean(name, candidates)
+                            .unwrap_or_else(|| format!("no module provides `{name}`; add it to a module's `provides`")),
+                    );
             self.report(template, range, issue);
             return None;
         };
-        let requires_it = self
-            .scopes
-            .get(module)
-            .is_some_and(|s| s.requires.contains(provider.as_str()));
+        let requires_it = self.scopes.get(module).is_some_and(|s| s.requires.contains(provider.as_str()));
         if provider != module && !requires_it {
             let issue = Issue::new(
                 self.sub_span(template, range),
-                format!("module `{module}` uses `${{service.{name}}}` provided by `{provider}` but does not require it"),
+                format!(
+                    "module `{module}` uses `${{service.{name}}}` provided by `{provider}` but does not require it"
+                ),
             )
             .key(template.key.clone())
             .help(format!("add \"{provider}\" to `requires` of module `{module}`"));
@@ -453,61 +372,33 @@ impl<'a> Interpolator<'a> {
         let layers = self.scopes.get(module).and_then(|s| s.env.get(name));
         let limit = below.unwrap_or(usize::MAX);
         let visible = layers.map_or(0, |l| l.len().min(limit));
-        let Some((layer, value)) = visible
-            .checked_sub(1)
-            .and_then(|top| Some((top, layers?.get(top)?)))
-        else {
-            return self
-                .process_env
-                .get(name)
-                .map_or(Lookup::Unset, |v| Lookup::Found(v.clone()));
+        let Some((layer, value)) = visible.checked_sub(1).and_then(|top| Some((top, layers?.get(top)?))) else {
+            return self.process_env.get(name).map_or(Lookup::Unset, |v| Lookup::Found(v.clone()));
         };
         if value.literal {
             return Lookup::Found(value.value.value.clone());
         }
-        let frame = Frame::Var {
-            module: module.to_string(),
-            name: name.to_string(),
-            layer,
-        };
-        self.memoised(frame, |this| {
-            this.eval_template(module, &value.value, Some((name, layer)))
-        })
+        let frame = Frame::Var { module: module.to_string(), name: name.to_string(), layer };
+        self.memoised(frame, |this| this.eval_template(module, &value.value, Some((name, layer))))
     }
 
     fn service(&mut self, name: &str) -> Lookup {
         let Some(provider) = self.providers.get(name) else {
             return Lookup::Failed;
         };
-        let Some(template) = self
-            .scopes
-            .get(provider.as_str())
-            .and_then(|s| s.provides.get(name))
-        else {
+        let Some(template) = self.scopes.get(provider.as_str()).and_then(|s| s.provides.get(name)) else {
             return Lookup::Failed;
         };
-        self.memoised(Frame::Service(name.to_string()), |this| {
-            this.eval_template(provider, template, None)
-        })
+        self.memoised(Frame::Service(name.to_string()), |this| this.eval_template(provider, template, None))
     }
 
     /// Computes a frame once; re-entering a frame that is being computed marks a cycle.
-    fn memoised(
-        &mut self,
-        frame: Frame,
-        compute: impl FnOnce(&mut Self) -> Option<String>,
-    ) -> Lookup {
+    fn memoised(&mut self, frame: Frame, compute: impl FnOnce(&mut Self) -> Option<String>) -> Lookup {
         if let Some(done) = self.done.get(&frame) {
             return done.clone();
         }
         if let Some(at) = self.stack.iter().position(|f| *f == frame) {
-            self.pending_cycle = Some(
-                self.stack[at..]
-                    .iter()
-                    .map(Frame::label)
-                    .chain([frame.label()])
-                    .collect(),
-            );
+            self.pending_cycle = Some(self.stack[at..].iter().map(Frame::label).chain([frame.label()]).collect());
             return Lookup::Failed;
         }
         self.stack.push(frame.clone());
@@ -530,42 +421,24 @@ impl<'a> Interpolator<'a> {
         self.report(template, range, issue);
     }
 
-    fn report_unknown_var(
-        &mut self,
-        module: &str,
-        template: &Str,
-        name: &str,
-        range: &Range<usize>,
-    ) {
-        let module_vars = self
-            .scopes
-            .get(module)
-            .map(|s| s.env.keys().map(String::as_str).collect::<Vec<_>>());
-        let candidates = module_vars
-            .unwrap_or_default()
-            .into_iter()
-            .chain(self.process_env.keys().map(String::as_str));
+    fn report_unknown_var(&mut self, module: &str, template: &Str, name: &str, range: &Range<usize>) {
+        let module_vars = self.scopes.get(module).map(|s| s.env.keys().map(String::as_str).collect::<Vec<_>>());
+        let candidates = module_vars.unwrap_or_default().into_iter().chain(self.process_env.keys().map(String::as_str));
         let help = suggest::did_you_mean(name, candidates).unwrap_or_else(|| {
-            format!(
-                "define `{name}` in the module's `env`, or give a default: `${{{name}:-value}}`"
-            )
+            format!("define `{name}` in the module's `env`, or give a default: `${{{name}:-value}}`")
         });
-        let issue = Issue::new(
-            self.sub_span(template, range),
-            format!("unknown variable `{name}` in module `{module}`"),
-        )
-        .key(template.key.clone())
-        .help(help);
+        let issue =
+            Issue::new(self.sub_span(template, range), format!("unknown variable `{name}` in module `{module}`"))
+                .key(template.key.clone())
+                .help(help);
         self.report(template, range, issue);
     }
 
     fn report_syntax(&mut self, template: &Str, error: SyntaxError) {
-        let issue = Issue::new(
-            self.sub_span(template, &error.range),
-            format!("invalid interpolation: {}", error.message),
-        )
-        .key(template.key.clone())
-        .expected(SYNTAX);
+        let issue =
+            Issue::new(self.sub_span(template, &error.range), format!("invalid interpolation: {}", error.message))
+                .key(template.key.clone())
+                .expected(SYNTAX);
         self.report(template, &error.range, issue);
     }
 
@@ -597,19 +470,12 @@ mod tests {
     use super::*;
 
     fn var(name: &str, range: Range<usize>) -> Part {
-        Part::Var {
-            name: name.into(),
-            default: None,
-            range,
-        }
+        Part::Var { name: name.into(), default: None, range }
     }
 
     #[test]
     fn parses_references_escapes_and_defaults() {
-        assert_eq!(
-            parse("a $$ b $1 ${X}"),
-            Ok(vec![Part::Text("a $ b $1 ".into()), var("X", 10..14)])
-        );
+        assert_eq!(parse("a $$ b $1 ${X}"), Ok(vec![Part::Text("a $ b $1 ".into()), var("X", 10..14)]));
         assert_eq!(
             parse("${A:-x${B}}!"),
             Ok(vec![
@@ -621,49 +487,20 @@ mod tests {
                 Part::Text("!".into()),
             ])
         );
-        assert_eq!(
-            parse("${service.db}"),
-            Ok(vec![Part::Service {
-                name: "db".into(),
-                range: 0..13
-            }])
-        );
-        assert_eq!(
-            parse("${A:-}"),
-            Ok(vec![Part::Var {
-                name: "A".into(),
-                default: Some(vec![]),
-                range: 0..6
-            }])
-        );
+        assert_eq!(parse("${service.db}"), Ok(vec![Part::Service { name: "db".into(), range: 0..13 }]));
+        assert_eq!(parse("${A:-}"), Ok(vec![Part::Var { name: "A".into(), default: Some(vec![]), range: 0..6 }]));
     }
 
     #[test]
     fn reports_syntax_errors_with_ranges() {
         let err = |s: &str| parse(s).err().map(|e| (e.range, e.message));
-        assert_eq!(
-            err("x ${A"),
-            Some((2..5, "unterminated `${` (missing `}`)".into()))
-        );
-        assert_eq!(
-            err("${}"),
-            Some((0..3, "empty variable name in `${}`".into()))
-        );
+        assert_eq!(err("x ${A"), Some((2..5, "unterminated `${` (missing `}`)".into())));
+        assert_eq!(err("${}"), Some((0..3, "empty variable name in `${}`".into())));
         assert_eq!(
             err("${1A} z"),
-            Some((
-                0..5,
-                "invalid variable name `1A` (letters, digits and `_`, not starting with a digit)"
-                    .into()
-            ))
+            Some((0..5, "invalid variable name `1A` (letters, digits and `_`, not starting with a digit)".into()))
         );
-        assert_eq!(
-            err("${A B}"),
-            Some((0..6, "unexpected ` ` in `${…}`".into()))
-        );
-        assert_eq!(
-            err("${A:-x"),
-            Some((0..6, "unterminated `${` (missing `}`)".into()))
-        );
+        assert_eq!(err("${A B}"), Some((0..6, "unexpected ` ` in `${…}`".into())));
+        assert_eq!(err("${A:-x"), Some((0..6, "unterminated `${` (missing `}`)".into())));
     }
 }

@@ -7,24 +7,19 @@
 /// `raw`. Returns `None` if re-decoding `raw` does not give `decoded` (then callers point at the whole
 /// literal instead of guessing).
 pub(crate) fn offsets(raw: &str, decoded: &str) -> Option<Vec<usize>> {
-    let (body_start, body_end, escapes) =
-        if raw.len() >= 6 && raw.starts_with("\"\"\"") && raw.ends_with("\"\"\"") {
-            (skip_first_newline(raw, 3), raw.len() - 3, true)
-        } else if raw.len() >= 6 && raw.starts_with("'''") && raw.ends_with("'''") {
-            (skip_first_newline(raw, 3), raw.len() - 3, false)
-        } else if raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"') {
-            (1, raw.len() - 1, true)
-        } else if raw.len() >= 2 && raw.starts_with('\'') && raw.ends_with('\'') {
-            (1, raw.len() - 1, false)
-        } else {
-            (0, raw.len(), false)
-        };
-    let body = raw.get(body_start..body_end)?;
-    let (text, map) = if escapes {
-        decode_basic(body)
+    let (body_start, body_end, escapes) = if raw.len() >= 6 && raw.starts_with("\"\"\"") && raw.ends_with("\"\"\"") {
+        (skip_first_newline(raw, 3), raw.len() - 3, true)
+    } else if raw.len() >= 6 && raw.starts_with("'''") && raw.ends_with("'''") {
+        (skip_first_newline(raw, 3), raw.len() - 3, false)
+    } else if raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"') {
+        (1, raw.len() - 1, true)
+    } else if raw.len() >= 2 && raw.starts_with('\'') && raw.ends_with('\'') {
+        (1, raw.len() - 1, false)
     } else {
-        identity(body)
+        (0, raw.len(), false)
     };
+    let body = raw.get(body_start..body_end)?;
+    let (text, map) = if escapes { decode_basic(body) } else { identity(body) };
     if text != decoded {
         return None;
     }
@@ -79,12 +74,8 @@ fn decode_basic(body: &str) -> (String, Vec<usize>) {
 
 fn unescape(esc: char, chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>) -> Option<char> {
     let hex = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>, n: usize| {
-        let digits: String = (0..n)
-            .filter_map(|_| chars.next().map(|(_, c)| c))
-            .collect();
-        u32::from_str_radix(&digits, 16)
-            .ok()
-            .and_then(char::from_u32)
+        let digits: String = (0..n).filter_map(|_| chars.next().map(|(_, c)| c)).collect();
+        u32::from_str_radix(&digits, 16).ok().and_then(char::from_u32)
     };
     match esc {
         'b' => Some('\u{8}'),
@@ -116,10 +107,7 @@ mod tests {
         assert_eq!(pos(r#""a ${X}""#, "a ${X}", 2), Some(3));
         assert_eq!(pos(r#""\u00e9 ${X}""#, "é ${X}", 3), Some(8));
         assert_eq!(pos("'a ${X}'", "a ${X}", 2), Some(3));
-        assert_eq!(
-            pos("\"\"\"\nab \\\n   cd ${Y}\"\"\"", "ab cd ${Y}", 6),
-            Some(15)
-        );
+        assert_eq!(pos("\"\"\"\nab \\\n   cd ${Y}\"\"\"", "ab cd ${Y}", 6), Some(15));
         assert_eq!(pos("'''\nx ${Y}'''", "x ${Y}", 2), Some(6));
         assert_eq!(pos("plain ${Z}", "plain ${Z}", 6), Some(6));
         assert_eq!(pos("\"x\"", "y", 0), None);

@@ -49,14 +49,9 @@ impl LoadOptions {
     /// Options with `env` taken from this process's environment (variables that are not valid UTF-8
     /// are skipped: they could not be interpolated into TOML strings anyway).
     pub fn from_process_env(profile: Option<String>) -> LoadOptions {
-        let env = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        LoadOptions {
-            profile,
-            env,
-            overlay: None,
-        }
+        let env =
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+        LoadOptions { profile, env, overlay: None }
     }
 }
 
@@ -87,14 +82,8 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Stack, Vec<Diagnostic>> {
     }
 }
 
-fn into_diagnostics(
-    map: &diagnostic::SourceMap,
-    mut issues: Vec<diagnostic::Issue>,
-) -> Vec<Diagnostic> {
+fn into_diagnostics(map: &diagnostic::SourceMap, mut issues: Vec<diagnostic::Issue>) -> Vec<Diagnostic> {
     issues.sort_by_key(|issue| (issue.span.file, issue.span.range.start));
     issues.dedup();
-    issues
-        .into_iter()
-        .map(|issue| map.diagnostic(issue))
-        .collect()
+    issues.into_iter().map(|issue| map.diagnostic(issue)).collect()
 }

@@ -155,10 +155,7 @@ pub struct StopSpec {
 
 impl Default for StopSpec {
     fn default() -> Self {
-        StopSpec {
-            signal: libc::SIGTERM,
-            timeout: Duration::from_secs(10),
-        }
+        StopSpec { signal: libc::SIGTERM, timeout: Duration::from_secs(10) }
     }
 }
 
@@ -200,10 +197,7 @@ pub struct Origin {
     pub line: u32,
 }
 
-fn ser_opt_display<T: std::fmt::Display, S: serde::Serializer>(
-    v: &Option<T>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
+fn ser_opt_display<T: std::fmt::Display, S: serde::Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => s.collect_str(v),
         None => s.serialize_none(),

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::LoadOptions;
 use super::decode::{
-    EnvVar, ProbeKind, RawHealth, RawHealthSettings, RawModule, RawProfile, RawRestart, RawStack,
-    RawStop, Str,
+    EnvVar, ProbeKind, RawHealth, RawHealthSettings, RawModule, RawProfile, RawRestart, RawStack, RawStop, Str,
 };
 use super::diagnostic::{Issue, Span};
 use super::envfile;
@@ -30,8 +29,7 @@ pub(crate) struct Resolver<'r, 'o> {
 
 impl Resolver<'_, '_> {
     pub fn resolve(&mut self, raw: &RawStack) -> Option<Stack> {
-        let modules: BTreeMap<&str, &RawModule> =
-            raw.modules.iter().map(|m| (m.name.as_str(), m)).collect();
+        let modules: BTreeMap<&str, &RawModule> = raw.modules.iter().map(|m| (m.name.as_str(), m)).collect();
         let profile = self.select_profile(raw);
         self.check_profiles(&raw.profiles, &modules);
         let scopes = self.scopes(raw, &modules, profile.flatten());
@@ -43,12 +41,8 @@ impl Resolver<'_, '_> {
         let mut built = BTreeMap::new();
         let mut issues = Vec::new();
         for module in modules.values() {
-            let mut builder = ModuleBuilder {
-                raw: module,
-                stack: raw,
-                interpolator: &mut interpolator,
-                issues: &mut issues,
-            };
+            let mut builder =
+                ModuleBuilder { raw: module, stack: raw, interpolator: &mut interpolator, issues: &mut issues };
             let origin = self.origin(&module.name_span);
             if let Some(spec) = builder.build(&self.root_dir_abs, origin) {
                 built.insert(module.name.clone(), spec);
@@ -73,16 +67,9 @@ impl Resolver<'_, '_> {
     ) -> Stack {
         let active = active_modules(modules, profile);
         built.retain(|name, _| active.contains(name.as_str()));
-        let dir_name = self
-            .root_dir_abs
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let dir_name = self.root_dir_abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         Stack {
-            project: raw
-                .project_name
-                .as_ref()
-                .map_or(dir_name, |s| s.value.clone()),
+            project: raw.project_name.as_ref().map_or(dir_name, |s| s.value.clone()),
             file: sources::absolute(&self.root),
             dir: self.root_dir_abs.clone(),
             sources: self.reader.read.clone(),
@@ -90,26 +77,15 @@ impl Resolver<'_, '_> {
             profiles: raw
                 .profiles
                 .iter()
-                .map(|p| {
-                    (
-                        p.name.clone(),
-                        profile_spec(p, raw.default_profile.as_ref()),
-                    )
-                })
+                .map(|p| (p.name.clone(), profile_spec(p, raw.default_profile.as_ref())))
                 .collect(),
             active_profile: profile.map(|p| p.name.clone()),
-            declared: modules
-                .iter()
-                .map(|(name, m)| (name.to_string(), self.origin(&m.name_span)))
-                .collect(),
+            declared: modules.iter().map(|(name, m)| (name.to_string(), self.origin(&m.name_span))).collect(),
         }
     }
 
     fn origin(&self, span: &Span) -> Origin {
-        Origin {
-            file: sources::absolute(self.reader.map.path(span.file)),
-            line: self.reader.map.line(span),
-        }
+        Origin { file: sources::absolute(self.reader.map.path(span.file)), line: self.reader.map.line(span) }
     }
 
     /// The profile to apply: `opts.profile`, else `[project] profile`, else none. `None` = unknown profile
@@ -131,23 +107,11 @@ impl Resolver<'_, '_> {
             format!("one of {}", known.join(", "))
         };
         let (at, message) = match span {
-            Some(s) => (
-                s.span.clone(),
-                format!("unknown profile `{name}` in `[project] profile`"),
-            ),
-            None => (
-                Span::new(0, 0..0),
-                format!("unknown profile `{name}` (requested profile)"),
-            ),
+            Some(s) => (s.span.clone(), format!("unknown profile `{name}` in `[project] profile`")),
+            None => (Span::new(0, 0..0), format!("unknown profile `{name}` (requested profile)")),
         };
-        let issue = Issue::new(at, message)
-            .expected(expected)
-            .maybe_help(suggest::did_you_mean(name, known));
-        self.issues.push(if span.is_some() {
-            issue.key("project.profile")
-        } else {
-            issue
-        });
+        let issue = Issue::new(at, message).expected(expected).maybe_help(suggest::did_you_mean(name, known));
+        self.issues.push(if span.is_some() { issue.key("project.profile") } else { issue });
         None
     }
 
@@ -156,12 +120,7 @@ impl Resolver<'_, '_> {
         for profile in profiles {
             for name in profile.modules.iter().flatten() {
                 if !modules.contains_key(name.value.as_str()) {
-                    self.issues.push(unknown_module(
-                        name,
-                        &name.span,
-                        modules,
-                        &format!("profile `{}`", profile.name),
-                    ));
+                    self.issues.push(unknown_module(name, &name.span, modules, &format!("profile `{}`", profile.name)));
                 }
             }
         }
@@ -178,31 +137,13 @@ impl Resolver<'_, '_> {
         let mut scopes = BTreeMap::new();
         for module in modules.values() {
             let mut scope = Scope::default();
-            let file_vars: Vec<EnvVar> = module
-                .env_files
-                .iter()
-                .flat_map(|f| self.env_file(f, &mut env_files))
-                .collect();
+            let file_vars: Vec<EnvVar> =
+                module.env_files.iter().flat_map(|f| self.env_file(f, &mut env_files)).collect();
             let profile_env = profile.map(|p| p.env.as_slice()).unwrap_or_default();
-            for var in raw
-                .defaults
-                .env
-                .iter()
-                .chain(&file_vars)
-                .chain(&module.env)
-                .chain(profile_env)
-            {
-                scope
-                    .env
-                    .entry(var.name.clone())
-                    .or_insert_with(Vec::new)
-                    .push(EnvValue::from(var));
+            for var in raw.defaults.env.iter().chain(&file_vars).chain(&module.env).chain(profile_env) {
+                scope.env.entry(var.name.clone()).or_insert_with(Vec::new).push(EnvValue::from(var));
             }
-            scope.provides = module
-                .provides
-                .iter()
-                .map(|(name, _, value)| (name.clone(), value.clone()))
-                .collect();
+            scope.provides = module.provides.iter().map(|(name, _, value)| (name.clone(), value.clone())).collect();
             scope.requires = module.requires.iter().map(|r| r.module.clone()).collect();
             scopes.insert(module.name.clone(), scope);
         }
@@ -219,21 +160,15 @@ impl Resolver<'_, '_> {
         let (file, result) = self.reader.read(&path);
         let vars = match result {
             Err(err) => {
-                let reason = if err.kind() == std::io::ErrorKind::NotFound {
-                    "not found".to_string()
-                } else {
-                    err.to_string()
-                };
+                let reason =
+                    if err.kind() == std::io::ErrorKind::NotFound { "not found".to_string() } else { err.to_string() };
                 self.issues.push(
-                    Issue::new(
-                        name.span.clone(),
-                        format!("env file `{}`: {reason}", name.value),
-                    )
-                    .key(name.key.clone())
-                    .help(format!(
-                        "env files are relative to the stack file's directory ({})",
-                        self.root_dir_abs.display()
-                    )),
+                    Issue::new(name.span.clone(), format!("env file `{}`: {reason}", name.value))
+                        .key(name.key.clone())
+                        .help(format!(
+                            "env files are relative to the stack file's directory ({})",
+                            self.root_dir_abs.display()
+                        )),
                 );
                 Vec::new()
             }
@@ -256,10 +191,7 @@ impl Resolver<'_, '_> {
                     self.issues.push(
                         Issue::new(
                             key_span.clone(),
-                            format!(
-                                "service `{service}` is provided by both `{first}` and `{}`",
-                                module.name
-                            ),
+                            format!("service `{service}` is provided by both `{first}` and `{}`", module.name),
                         )
                         .key(format!("modules.{}.provides.{service}", module.name))
                         .help(format!(
@@ -272,10 +204,7 @@ impl Resolver<'_, '_> {
                 providers.insert(service.clone(), (module.name.clone(), key_span.clone()));
             }
         }
-        providers
-            .into_iter()
-            .map(|(service, (module, _))| (service, module))
-            .collect()
+        providers.into_iter().map(|(service, (module, _))| (service, module)).collect()
     }
 
     /// Unknown modules, self-requires, duplicates, version ranges and cycles.
@@ -286,51 +215,31 @@ impl Resolver<'_, '_> {
                 let key = format!("modules.{}.requires", module.name);
                 if req.module == module.name {
                     self.issues.push(
-                        Issue::new(
-                            req.name_span.clone(),
-                            format!("module `{}` requires itself", module.name),
-                        )
-                        .key(key),
+                        Issue::new(req.name_span.clone(), format!("module `{}` requires itself", module.name)).key(key),
                     );
                 } else if !seen.insert(req.module.as_str()) {
                     self.issues.push(
-                        Issue::new(
-                            req.span.clone(),
-                            format!("`{}` is listed twice in `requires`", req.module),
-                        )
-                        .key(key),
+                        Issue::new(req.span.clone(), format!("`{}` is listed twice in `requires`", req.module))
+                            .key(key),
                     );
                 } else if let Some(target) = modules.get(req.module.as_str()) {
                     self.check_version(module, req, target);
                 } else {
-                    let name = Str {
-                        value: req.module.clone(),
-                        span: req.name_span.clone(),
-                        key: key.clone(),
-                    };
+                    let name = Str { value: req.module.clone(), span: req.name_span.clone(), key: key.clone() };
                     let context = format!("`requires` of module `{}`", module.name);
-                    self.issues
-                        .push(unknown_module(&name, &req.name_span, modules, &context));
+                    self.issues.push(unknown_module(&name, &req.name_span, modules, &context));
                 }
             }
         }
         self.check_cycles(modules);
     }
 
-    fn check_version(
-        &mut self,
-        module: &RawModule,
-        req: &super::decode::RawRequirement,
-        target: &RawModule,
-    ) {
+    fn check_version(&mut self, module: &RawModule, req: &super::decode::RawRequirement, target: &RawModule) {
         let Some(range) = &req.range else { return };
         let key = format!("modules.{}.requires", module.name);
         let problem = match &target.version {
             None => Some((
-                format!(
-                    "`{}` requires `{}` {range} but `{}` declares no version",
-                    module.name, req.module, req.module
-                ),
+                format!("`{}` requires `{}` {range} but `{}` declares no version", module.name, req.module, req.module),
                 format!(
                     "add `version = \"…\"` to module `{}` ({})",
                     req.module,
@@ -342,11 +251,7 @@ impl Resolver<'_, '_> {
                     "`{}` requires `{}` {range} but `{}` is version {version}",
                     module.name, req.module, req.module
                 ),
-                format!(
-                    "module `{}` is defined at {}",
-                    req.module,
-                    self.reader.map.describe(&target.name_span)
-                ),
+                format!("module `{}` is defined at {}", req.module, self.reader.map.describe(&target.name_span)),
             )),
             Some(_) => None,
         };
@@ -365,10 +270,7 @@ impl Resolver<'_, '_> {
         let edges: BTreeMap<String, Vec<String>> = modules
             .values()
             .map(|m| {
-                let known = m
-                    .requires
-                    .iter()
-                    .filter(|r| modules.contains_key(r.module.as_str()) && r.module != m.name);
+                let known = m.requires.iter().filter(|r| modules.contains_key(r.module.as_str()) && r.module != m.name);
                 (m.name.clone(), known.map(|r| r.module.clone()).collect())
             })
             .collect();
@@ -376,50 +278,34 @@ impl Resolver<'_, '_> {
             let (Some(first), Some(second)) = (cycle.first(), cycle.get(1)) else {
                 continue;
             };
-            let Some(req) = modules
-                .get(first.as_str())
-                .and_then(|m| m.requires.iter().find(|r| &r.module == second))
+            let Some(req) = modules.get(first.as_str()).and_then(|m| m.requires.iter().find(|r| &r.module == second))
             else {
                 continue;
             };
             self.issues.push(
-                Issue::new(
-                    req.name_span.clone(),
-                    format!("dependency cycle: {}", cycle.join(" → ")),
-                )
-                .key(format!("modules.{first}.requires"))
-                .help("modules in a cycle can never start; remove one of these `requires`"),
+                Issue::new(req.name_span.clone(), format!("dependency cycle: {}", cycle.join(" → ")))
+                    .key(format!("modules.{first}.requires"))
+                    .help("modules in a cycle can never start; remove one of these `requires`"),
             );
         }
     }
 }
 
-fn unknown_module(
-    name: &Str,
-    span: &Span,
-    modules: &BTreeMap<&str, &RawModule>,
-    context: &str,
-) -> Issue {
+fn unknown_module(name: &Str, span: &Span, modules: &BTreeMap<&str, &RawModule>, context: &str) -> Issue {
     let known: Vec<&str> = modules.keys().copied().collect();
-    Issue::new(
-        span.clone(),
-        format!("unknown module `{}` in {context}", name.value),
-    )
-    .key(name.key.clone())
-    .expected(if known.is_empty() {
-        "a module declared with [modules.NAME]".to_string()
-    } else {
-        format!("one of {}", known.join(", "))
-    })
-    .maybe_help(suggest::did_you_mean(&name.value, known))
+    Issue::new(span.clone(), format!("unknown module `{}` in {context}", name.value))
+        .key(name.key.clone())
+        .expected(if known.is_empty() {
+            "a module declared with [modules.NAME]".to_string()
+        } else {
+            format!("one of {}", known.join(", "))
+        })
+        .maybe_help(suggest::did_you_mean(&name.value, known))
 }
 
 /// The profile's modules and everything they transitively require (all modules without a profile, or
 /// with a profile that has no `modules`).
-fn active_modules<'m>(
-    modules: &BTreeMap<&'m str, &RawModule>,
-    profile: Option<&RawProfile>,
-) -> BTreeSet<&'m str> {
+fn active_modules<'m>(modules: &BTreeMap<&'m str, &RawModule>, profile: Option<&RawProfile>) -> BTreeSet<&'m str> {
     let Some(wanted) = profile.and_then(|p| p.modules.as_ref()) else {
         return modules.keys().copied().collect();
     };
@@ -439,15 +325,8 @@ fn active_modules<'m>(
 fn profile_spec(p: &RawProfile, default: Option<&Str>) -> ProfileSpec {
     ProfileSpec {
         is_default: default.is_some_and(|d| d.value == p.name),
-        modules: p
-            .modules
-            .as_ref()
-            .map(|m| m.iter().map(|s| s.value.clone()).collect()),
-        env: p
-            .env
-            .iter()
-            .map(|v| (v.name.clone(), v.value.value.clone()))
-            .collect(),
+        modules: p.modules.as_ref().map(|m| m.iter().map(|s| s.value.clone()).collect()),
+        env: p.env.iter().map(|v| (v.name.clone(), v.value.value.clone())).collect(),
     }
 }
 
@@ -474,14 +353,8 @@ impl ModuleBuilder<'_, '_> {
         let backup = self.backup();
         let restart = restart_spec(&m.restart, &self.stack.defaults.restart);
         let stop = stop_spec(&m.stop, &self.stack.defaults.stop);
-        let requires = m
-            .requires
-            .iter()
-            .map(|r| Requirement {
-                module: r.module.clone(),
-                range: r.range.clone(),
-            })
-            .collect();
+        let requires =
+            m.requires.iter().map(|r| Requirement { module: r.module.clone(), range: r.range.clone() }).collect();
         Some(ModuleSpec {
             name: m.name.clone(),
             version: m.version.clone(),
@@ -504,12 +377,9 @@ impl ModuleBuilder<'_, '_> {
         let value = self.interpolator.eval(&self.raw.name, run)?;
         if value.trim().is_empty() {
             self.issue(
-                Issue::new(
-                    run.span.clone(),
-                    format!("`run` of module `{}` is empty", self.raw.name),
-                )
-                .key(run.key.clone())
-                .expected("a command line"),
+                Issue::new(run.span.clone(), format!("`run` of module `{}` is empty", self.raw.name))
+                    .key(run.key.clone())
+                    .expected("a command line"),
             );
             return None;
         }
@@ -520,22 +390,11 @@ impl ModuleBuilder<'_, '_> {
         let value = self.interpolator.eval(&self.raw.name, cwd)?;
         let path = sources::absolute(&root_dir.join(&value));
         if !path.is_dir() {
-            let what = if path.exists() {
-                "is not a directory"
-            } else {
-                "does not exist"
-            };
+            let what = if path.exists() { "is not a directory" } else { "does not exist" };
             self.issue(
-                Issue::new(
-                    cwd.span.clone(),
-                    format!(
-                        "`cwd` of module `{}` {what}: {}",
-                        self.raw.name,
-                        path.display()
-                    ),
-                )
-                .key(cwd.key.clone())
-                .expected("an existing directory, relative to the stack file's directory"),
+                Issue::new(cwd.span.clone(), format!("`cwd` of module `{}` {what}: {}", self.raw.name, path.display()))
+                    .key(cwd.key.clone())
+                    .expected("an existing directory, relative to the stack file's directory"),
             );
             return None;
         }
@@ -582,11 +441,7 @@ impl ModuleBuilder<'_, '_> {
                 return None;
             }
         };
-        Some(Some(health_spec(
-            probe,
-            settings,
-            &self.stack.defaults.health,
-        )))
+        Some(Some(health_spec(probe, settings, &self.stack.defaults.health)))
     }
 
     fn watch(&mut self) -> Option<Vec<String>> {
@@ -600,12 +455,9 @@ impl ModuleBuilder<'_, '_> {
             if let Err(err) = globset::Glob::new(&value) {
                 ok = false;
                 self.issue(
-                    Issue::new(
-                        pattern.span.clone(),
-                        format!("invalid glob `{value}`: {}", err.kind()),
-                    )
-                    .key(pattern.key.clone())
-                    .expected("a glob like \"src/**/*.rs\" (relative to the module's cwd)"),
+                    Issue::new(pattern.span.clone(), format!("invalid glob `{value}`: {}", err.kind()))
+                        .key(pattern.key.clone())
+                        .expected("a glob like \"src/**/*.rs\" (relative to the module's cwd)"),
                 );
                 continue;
             }
@@ -619,10 +471,7 @@ impl ModuleBuilder<'_, '_> {
             return Some(None);
         };
         let run = self.interpolator.eval(&self.raw.name, run)?;
-        Some(Some(BackupSpec {
-            run,
-            output: output.clone(),
-        }))
+        Some(Some(BackupSpec { run, output: output.clone() }))
     }
 
     fn issue(&mut self, issue: Issue) {
@@ -653,9 +502,7 @@ pub(crate) fn parse_http_url(url: &str) -> Result<String, String> {
     let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split);
     if authority.contains('@') {
-        return Err(format!(
-            "`{url}`: user names and passwords are not supported in probe URLs"
-        ));
+        return Err(format!("`{url}`: user names and passwords are not supported in probe URLs"));
     }
     let host_port = parse_host_port(authority, Some(80)).map_err(|e| format!("`{url}`: {e}"))?;
     let path = match path {
@@ -677,27 +524,18 @@ pub(crate) fn parse_host_port(s: &str, default_port: Option<u16>) -> Result<Stri
         };
         (
             format!("[{host}]"),
-            after
-                .strip_prefix(':')
-                .map(str::to_string)
-                .or_else(|| after.is_empty().then(String::new)),
+            after.strip_prefix(':').map(str::to_string).or_else(|| after.is_empty().then(String::new)),
         )
     } else {
         match s.split_once(':') {
             Some((host, port)) if !port.contains(':') => (host.to_string(), Some(port.to_string())),
             Some(_) => {
-                return Err(format!(
-                    "`{s}`: put IPv6 addresses in brackets, e.g. `[::1]:5432`"
-                ));
+                return Err(format!("`{s}`: put IPv6 addresses in brackets, e.g. `[::1]:5432`"));
             }
             None => (s.to_string(), Some(String::new())),
         }
     };
-    let valid_host = |h: &str| {
-        !h.is_empty()
-            && h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-_[]:".contains(c))
-    };
+    let valid_host = |h: &str| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-_[]:".contains(c));
     if !valid_host(&host) {
         return Err(if host.is_empty() {
             format!("`{s}`: missing host")
@@ -708,11 +546,7 @@ pub(crate) fn parse_host_port(s: &str, default_port: Option<u16>) -> Result<Stri
     let port = match (port.as_deref(), default_port) {
         (Some(""), Some(default)) => default,
         (Some(""), None) => return Err(format!("`{s}`: missing port")),
-        (Some(p), _) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("`{s}`: invalid port `{p}`"))?,
+        (Some(p), _) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("`{s}`: invalid port `{p}`"))?,
         (None, _) => return Err(format!("`{s}`: expected `:PORT` after the address")),
     };
     Ok(format!("{host}:{port}"))
@@ -720,23 +554,14 @@ pub(crate) fn parse_host_port(s: &str, default_port: Option<u16>) -> Result<Stri
 
 fn restart_spec(m: &RawRestart, d: &RawRestart) -> RestartSpec {
     let builtin = RestartSpec::default();
-    let (backoff_min, backoff_max) = m
-        .backoff
-        .or(d.backoff)
-        .unwrap_or((builtin.backoff_min, builtin.backoff_max));
+    let (backoff_min, backoff_max) = m.backoff.or(d.backoff).unwrap_or((builtin.backoff_min, builtin.backoff_max));
     RestartSpec {
         policy: m.policy.or(d.policy).unwrap_or(builtin.policy),
         backoff_min,
         backoff_max,
-        max_restarts: m
-            .max_restarts
-            .or(d.max_restarts)
-            .unwrap_or(builtin.max_restarts),
+        max_restarts: m.max_restarts.or(d.max_restarts).unwrap_or(builtin.max_restarts),
         window: m.window.or(d.window).unwrap_or(builtin.window),
-        stable_after: m
-            .stable_after
-            .or(d.stable_after)
-            .unwrap_or(builtin.stable_after),
+        stable_after: m.stable_after.or(d.stable_after).unwrap_or(builtin.stable_after),
     }
 }
 
@@ -767,21 +592,10 @@ mod tests {
 
     #[test]
     fn http_urls_are_normalised() {
-        assert_eq!(
-            parse_http_url("http://127.0.0.1:8080/health"),
-            Ok("http://127.0.0.1:8080/health".into())
-        );
-        assert_eq!(
-            parse_http_url("http://localhost"),
-            Ok("http://localhost:80/".into())
-        );
-        assert_eq!(
-            parse_http_url("http://[::1]:9000?x=1"),
-            Ok("http://[::1]:9000/?x=1".into())
-        );
-        assert!(
-            parse_http_url("https://x:1/").is_err_and(|e| e.contains("https is not supported"))
-        );
+        assert_eq!(parse_http_url("http://127.0.0.1:8080/health"), Ok("http://127.0.0.1:8080/health".into()));
+        assert_eq!(parse_http_url("http://localhost"), Ok("http://localhost:80/".into()));
+        assert_eq!(parse_http_url("http://[::1]:9000?x=1"), Ok("http://[::1]:9000/?x=1".into()));
+        assert!(parse_http_url("https://x:1/").is_err_and(|e| e.contains("https is not supported")));
         assert!(parse_http_url("ftp://x").is_err());
         assert!(parse_http_url("http://:80/").is_err());
         assert!(parse_http_url("http://h:99999/").is_err());
@@ -790,20 +604,9 @@ mod tests {
 
     #[test]
     fn tcp_targets_need_host_and_port() {
-        assert_eq!(
-            parse_host_port("127.0.0.1:5432", None),
-            Ok("127.0.0.1:5432".into())
-        );
+        assert_eq!(parse_host_port("127.0.0.1:5432", None), Ok("127.0.0.1:5432".into()));
         assert_eq!(parse_host_port("[::1]:5432", None), Ok("[::1]:5432".into()));
-        for bad in [
-            "localhost",
-            ":5432",
-            "h:0",
-            "h:x",
-            "::1:5432",
-            "[::1]",
-            "h:",
-        ] {
+        for bad in ["localhost", ":5432", "h:0", "h:x", "::1:5432", "[::1]", "h:"] {
             assert!(parse_host_port(bad, None).is_err(), "{bad}");
         }
     }

@@ -9,29 +9,15 @@ pub const PROJECT_KEYS: &[&str] = &["name", "profile"];
 pub const DEFAULTS_KEYS: &[&str] = &["restart", "stop", "health", "env"];
 /// Keys of `[modules.NAME]`.
 pub const MODULE_KEYS: &[&str] = &[
-    "run", "version", "cwd", "env", "env_file", "requires", "provides", "health", "restart",
-    "stop", "watch", "limits", "backup",
+    "run", "version", "cwd", "env", "env_file", "requires", "provides", "health", "restart", "stop", "watch", "limits",
+    "backup",
 ];
 /// Keys of a module's `health`.
-pub const HEALTH_KEYS: &[&str] = &[
-    "exec",
-    "http",
-    "tcp",
-    "interval",
-    "timeout",
-    "retries",
-    "start_period",
-];
+pub const HEALTH_KEYS: &[&str] = &["exec", "http", "tcp", "interval", "timeout", "retries", "start_period"];
 /// Keys of `[defaults] health` (everything but the check).
 pub const DEFAULT_HEALTH_KEYS: &[&str] = &["interval", "timeout", "retries", "start_period"];
 /// Keys of `restart` when it is a table.
-pub const RESTART_KEYS: &[&str] = &[
-    "policy",
-    "backoff",
-    "max_restarts",
-    "window",
-    "stable_after",
-];
+pub const RESTART_KEYS: &[&str] = &["policy", "backoff", "max_restarts", "window", "stable_after"];
 /// Values of `restart` / `restart.policy`.
 pub const RESTART_POLICIES: &[&str] = &["never", "on-failure", "always"];
 /// Keys of `stop`.

@@ -18,11 +18,7 @@ pub(crate) struct Reader<'a> {
 impl<'a> Reader<'a> {
     pub fn new(overlay: Option<&'a (PathBuf, String)>) -> Self {
         let overlay = overlay.map(|(path, text)| (absolute(path), text.as_str()));
-        Reader {
-            map: SourceMap::default(),
-            read: Vec::new(),
-            overlay,
-        }
+        Reader { map: SourceMap::default(), read: Vec::new(), overlay }
     }
 
     /// Reads a file (or the overlay standing in for it) and registers it. On failure the file is still
@@ -46,18 +42,13 @@ impl<'a> Reader<'a> {
     fn overlay_in(&self, dir: &Path) -> Option<PathBuf> {
         let (path, _) = self.overlay.as_ref()?;
         let is_toml = path.extension().is_some_and(|e| e == "toml");
-        (is_toml && path.parent().is_some_and(|p| same_file(p, &absolute(dir))))
-            .then(|| path.clone())
+        (is_toml && path.parent().is_some_and(|p| same_file(p, &absolute(dir)))).then(|| path.clone())
     }
 }
 
 /// Loads the root file, its `extends` chain and `modules.d/`, merged. `None` if a file could not be read
 /// or parsed: then only those errors are reported, since everything else would be noise.
-pub(crate) fn load_tree(
-    root: &Path,
-    reader: &mut Reader<'_>,
-    issues: &mut Vec<Issue>,
-) -> Option<Table> {
+pub(crate) fn load_tree(root: &Path, reader: &mut Reader<'_>, issues: &mut Vec<Issue>) -> Option<Table> {
     let before = issues.len();
     let chain = load_chain(root, reader, issues);
     let mut merged = Table::default();
@@ -78,17 +69,9 @@ fn load_chain(root: &Path, reader: &mut Reader<'_>, issues: &mut Vec<Issue>) -> 
         let abs = absolute(&path);
         if let Some(first) = visited.iter().position(|(p, _)| same_file(p, &abs)) {
             let names: Vec<&str> = visited[first..].iter().map(|(_, n)| n.as_str()).collect();
-            let message = format!(
-                "`extends` cycle: {} → {}",
-                names.join(" → "),
-                visited[first].1
-            );
+            let message = format!("`extends` cycle: {} → {}", names.join(" → "), visited[first].1);
             let span = referenced_at.unwrap_or_else(|| Span::new(0, 0..0));
-            issues.push(
-                Issue::new(span, message)
-                    .key("extends")
-                    .help("remove one of the `extends`"),
-            );
+            issues.push(Issue::new(span, message).key("extends").help("remove one of the `extends`"));
             break;
         }
         visited.push((abs, path.display().to_string()));
@@ -111,10 +94,7 @@ fn read_toml(
     let (file, result) = reader.read(path);
     if let Err(err) = result {
         let span = referenced_at.unwrap_or_else(|| Span::new(file, 0..0));
-        issues.push(Issue::new(
-            span,
-            format!("cannot read `{}`: {}", path.display(), io_message(&err)),
-        ));
+        issues.push(Issue::new(span, format!("cannot read `{}`: {}", path.display(), io_message(&err))));
         return None;
     }
     match tree::parse(file, reader.map.text(file)) {
@@ -127,11 +107,7 @@ fn read_toml(
 }
 
 /// Removes `extends` from a file's table and returns the file it names, resolved against the file's dir.
-fn take_extends(
-    table: &mut Table,
-    path: &Path,
-    issues: &mut Vec<Issue>,
-) -> Option<(PathBuf, Option<Span>)> {
+fn take_extends(table: &mut Table, path: &Path, issues: &mut Vec<Issue>) -> Option<(PathBuf, Option<Span>)> {
     let entry = table.remove("extends")?;
     match entry.node.kind {
         Kind::Str(target) if !target.is_empty() => {
@@ -140,12 +116,9 @@ fn take_extends(
         }
         kind => {
             issues.push(
-                Issue::new(
-                    entry.node.span,
-                    format!("`extends` must be a file name, found {}", kind.describe()),
-                )
-                .key("extends")
-                .expected("a path relative to this file, e.g. \"base.toml\""),
+                Issue::new(entry.node.span, format!("`extends` must be a file name, found {}", kind.describe()))
+                    .key("extends")
+                    .expected("a path relative to this file, e.g. \"base.toml\""),
             );
             None
         }
@@ -153,12 +126,7 @@ fn take_extends(
 }
 
 /// Adds the modules of every `modules.d/*.toml` (by file name order) to `merged`.
-fn load_modules_d(
-    dir: &Path,
-    merged: &mut Table,
-    reader: &mut Reader<'_>,
-    issues: &mut Vec<Issue>,
-) {
+fn load_modules_d(dir: &Path, merged: &mut Table, reader: &mut Reader<'_>, issues: &mut Vec<Issue>) {
     for path in module_files(dir, reader) {
         let Some(table) = read_toml(&path, None, reader, issues) else {
             continue;
@@ -166,13 +134,10 @@ fn load_modules_d(
         for entry in table.entries {
             if entry.key != "modules" {
                 issues.push(
-                    Issue::new(
-                        entry.key_span,
-                        format!("`{}` is not allowed in a modules.d file", entry.key),
-                    )
-                    .key(entry.key)
-                    .expected("only `[modules.NAME]` tables")
-                    .help("project settings, defaults and profiles belong in the root stack file"),
+                    Issue::new(entry.key_span, format!("`{}` is not allowed in a modules.d file", entry.key))
+                        .key(entry.key)
+                        .expected("only `[modules.NAME]` tables")
+                        .help("project settings, defaults and profiles belong in the root stack file"),
                 );
                 continue;
             }
@@ -204,15 +169,9 @@ fn module_files(dir: &Path, reader: &Reader<'_>) -> Vec<PathBuf> {
 fn add_modules(merged: &mut Table, modules: Entry, reader: &Reader<'_>, issues: &mut Vec<Issue>) {
     let Kind::Table(new) = modules.node.kind else {
         issues.push(
-            Issue::new(
-                modules.node.span,
-                format!(
-                    "`modules` must be a table, found {}",
-                    modules.node.kind.describe()
-                ),
-            )
-            .key("modules")
-            .expected("`[modules.NAME]` tables"),
+            Issue::new(modules.node.span, format!("`modules` must be a table, found {}", modules.node.kind.describe()))
+                .key("modules")
+                .expected("`[modules.NAME]` tables"),
         );
         return;
     };
@@ -223,9 +182,12 @@ fn add_modules(merged: &mut Table, modules: Entry, reader: &Reader<'_>, issues: 
         if let Some(existing) = target.get(&module.key) {
             let first = reader.map.describe(&existing.key_span);
             issues.push(
-                Issue::new(module.key_span.clone(), format!("module `{}` is defined twice: here and at {first}", module.key))
-                    .key(format!("modules.{}", module.key))
-                    .help("module names must be unique across the stack file and modules.d/; rename or remove one"),
+                Issue::new(
+                    module.key_span.clone(),
+                    format!("module `{}` is defined twice: here and at {first}", module.key),
+                )
+                .key(format!("modules.{}", module.key))
+                .help("module names must be unique across the stack file and modules.d/; rename or remove one"),
             );
             continue;
         }
@@ -237,24 +199,13 @@ fn add_modules(merged: &mut Table, modules: Entry, reader: &Reader<'_>, issues: 
 /// a table (the decoder reports that).
 fn modules_table<'t>(merged: &'t mut Table, key_span: &Span, span: &Span) -> Option<&'t mut Table> {
     if merged.get("modules").is_none() {
-        let node = Node {
-            kind: Kind::Table(Table::default()),
-            span: span.clone(),
-        };
-        merged.entries.push(Entry {
-            key: "modules".to_string(),
-            key_span: key_span.clone(),
-            node,
-        });
+        let node = Node { kind: Kind::Table(Table::default()), span: span.clone() };
+        merged.entries.push(Entry { key: "modules".to_string(), key_span: key_span.clone(), node });
     }
-    merged
-        .entries
-        .iter_mut()
-        .find(|e| e.key == "modules")
-        .and_then(|e| match &mut e.node.kind {
-            Kind::Table(t) => Some(t),
-            _ => None,
-        })
+    merged.entries.iter_mut().find(|e| e.key == "modules").and_then(|e| match &mut e.node.kind {
+        Kind::Table(t) => Some(t),
+        _ => None,
+    })
 }
 
 fn io_message(err: &std::io::Error) -> String {

@@ -75,11 +75,8 @@ pub(crate) fn parse(file: FileId, text: &str) -> Result<Table, Issue> {
         Ok(doc) => Ok(convert_table(file, doc.as_table())),
         Err(err) => {
             let range = err.span().unwrap_or(0..0);
-            Err(Issue::new(
-                Span::new(file, range),
-                format!("invalid TOML: {}", err.message()),
-            )
-            .expected("valid TOML (see https://toml.io)"))
+            Err(Issue::new(Span::new(file, range), format!("invalid TOML: {}", err.message()))
+                .expected("valid TOML (see https://toml.io)"))
         }
     }
 }
@@ -91,11 +88,7 @@ fn convert_table(file: FileId, table: &dyn TableLike) -> Table {
             let (key_repr, _) = table.get_key_value(key)?;
             let key_span = Span::new(file, key_repr.span().unwrap_or(0..0));
             let node = convert_item(file, item, &key_span)?;
-            Some(Entry {
-                key: key.to_string(),
-                key_span,
-                node,
-            })
+            Some(Entry { key: key.to_string(), key_span, node })
         })
         .collect();
     Table { entries }
@@ -103,9 +96,7 @@ fn convert_table(file: FileId, table: &dyn TableLike) -> Table {
 
 fn convert_item(file: FileId, item: &Item, key_span: &Span) -> Option<Node> {
     // Implicit tables (`modules` in `[modules.api]`) have no span of their own: use the key's.
-    let span = item
-        .span()
-        .map_or_else(|| key_span.clone(), |r| Span::new(file, r));
+    let span = item.span().map_or_else(|| key_span.clone(), |r| Span::new(file, r));
     let kind = match item {
         Item::None => return None,
         Item::Value(value) => return Some(convert_value(file, value)),
@@ -114,9 +105,7 @@ fn convert_item(file: FileId, item: &Item, key_span: &Span) -> Option<Node> {
             array
                 .iter()
                 .map(|t| Node {
-                    span: t
-                        .span()
-                        .map_or_else(|| span.clone(), |r| Span::new(file, r)),
+                    span: t.span().map_or_else(|| span.clone(), |r| Span::new(file, r)),
                     kind: Kind::Table(convert_table(file, t)),
                 })
                 .collect(),
@@ -171,14 +160,8 @@ fn merge_at(base: &mut Table, overlay: Table, level: Level) {
                 existing.key_span = entry.key_span;
             }
             (_, _, kind) => {
-                *existing = Entry {
-                    key: entry.key,
-                    key_span: entry.key_span,
-                    node: Node {
-                        kind,
-                        span: entry.node.span,
-                    },
-                };
+                *existing =
+                    Entry { key: entry.key, key_span: entry.key_span, node: Node { kind, span: entry.node.span } };
             }
         }
     }
@@ -215,11 +198,7 @@ mod tests {
                 other => other.describe().to_string(),
             }
         }
-        t.entries
-            .iter()
-            .map(|e| format!("{}={}", e.key, node(&e.node)))
-            .collect::<Vec<_>>()
-            .join(" ")
+        t.entries.iter().map(|e| format!("{}={}", e.key, node(&e.node))).collect::<Vec<_>>().join(" ")
     }
 
     #[test]
@@ -227,9 +206,8 @@ mod tests {
         let mut base = table(
             "[modules.a]\nrun = \"x\"\nenv = { A = \"1\", B = \"2\" }\nhealth = { tcp = \"h:1\", retries = 3 }\n",
         );
-        let over = table(
-            "[modules.a]\nenv = { B = \"3\" }\nhealth = { http = \"http://h:1/\" }\n[modules.b]\nrun = \"y\"\n",
-        );
+        let over =
+            table("[modules.a]\nenv = { B = \"3\" }\nhealth = { http = \"http://h:1/\" }\n[modules.b]\nrun = \"y\"\n");
         merge_overlay(&mut base, over);
         assert_eq!(
             render(&base),

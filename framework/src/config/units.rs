@@ -30,14 +30,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("`{s}`: expected a number before `{rest}`"));
         }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{s}`: number too large"))?;
+        let number: u64 = rest[..digits].parse().map_err(|_| format!("`{s}`: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.len()
-            - rest
-                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
-                .len();
+        let unit_len = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_alphabetic()).len();
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let (rank, part) = duration_part(number, unit).ok_or_else(|| match unit {
@@ -45,14 +40,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             _ => format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)"),
         })?;
         if rank >= previous_rank {
-            return Err(format!(
-                "`{s}`: units must go from largest to smallest, each once (e.g. `1h30m`)"
-            ));
+            return Err(format!("`{s}`: units must go from largest to smallest, each once (e.g. `1h30m`)"));
         }
         previous_rank = rank;
-        total = total
-            .checked_add(part.ok_or_else(|| format!("`{s}`: too large"))?)
-            .ok_or("too large")?;
+        total = total.checked_add(part.ok_or_else(|| format!("`{s}`: too large"))?).ok_or("too large")?;
     }
     Ok(total)
 }
@@ -101,12 +92,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
             .unwrap_or_else(|| " (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)".to_string());
         return Err(format!("`{s}`: unknown unit `{unit}`{hint}"));
     };
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{s}`: number too large"))?;
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("`{s}` is too large"))
+    let number: u64 = number.parse().map_err(|_| format!("`{s}`: number too large"))?;
+    number.checked_mul(factor).ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// Signals a module may be stopped with.
@@ -121,26 +108,19 @@ const SIGNALS: &[(&str, i32)] = &[
 ];
 
 /// The names accepted by [`parse_signal`], for messages.
-pub(crate) const SIGNAL_NAMES: &str =
-    "TERM, INT, QUIT, HUP, KILL, USR1, USR2 (optionally with a SIG prefix)";
+pub(crate) const SIGNAL_NAMES: &str = "TERM, INT, QUIT, HUP, KILL, USR1, USR2 (optionally with a SIG prefix)";
 
 /// Parses a stop signal name: `TERM` or `SIGTERM` (any case) and likewise INT, QUIT, HUP, KILL, USR1, USR2.
 pub(crate) fn parse_signal(s: &str) -> Result<i32, String> {
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    SIGNALS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|&(_, number)| number)
-        .ok_or_else(|| format!("unknown signal `{s}`"))
+    SIGNALS.iter().find(|(n, _)| *n == name).map(|&(_, number)| number).ok_or_else(|| format!("unknown signal `{s}`"))
 }
 
 /// Parses a backoff range `"MIN..MAX"`, e.g. `"100ms..30s"`.
 pub(crate) fn parse_backoff(s: &str) -> Result<(Duration, Duration), String> {
     let Some((min, max)) = s.split_once("..") else {
-        return Err(format!(
-            "`{s}` is not a range; write `MIN..MAX`, e.g. `100ms..30s`"
-        ));
+        return Err(format!("`{s}` is not a range; write `MIN..MAX`, e.g. `100ms..30s`"));
     };
     let min = parse_duration(min).map_err(|e| format!("minimum: {e}"))?;
     let max = parse_duration(max).map_err(|e| format!("maximum: {e}"))?;
@@ -170,10 +150,7 @@ mod tests {
         for (input, want) in ok {
             assert_eq!(parse_duration(input), Ok(want), "{input}");
         }
-        for bad in [
-            "", "10", "-1s", "+1s", "1.5s", "1 s", "1m 30s", "30s1m", "1s1s", "1d", "s", "10S",
-            "ms5",
-        ] {
+        for bad in ["", "10", "-1s", "+1s", "1.5s", "1 s", "1m 30s", "30s1m", "1s1s", "1d", "s", "10S", "ms5"] {
             assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
         }
         assert!(parse_duration("99999999999999999999h").is_err());
@@ -192,25 +169,12 @@ mod tests {
         for (input, want) in ok {
             assert_eq!(parse_size(input), Ok(want), "{input}");
         }
-        for bad in [
-            "",
-            "512",
-            "512 MiB",
-            "1.5GiB",
-            "-1B",
-            "1gib",
-            "1mb",
-            "MiB",
-            "1XB",
-            "99999999999TiB",
-        ] {
+        for bad in ["", "512", "512 MiB", "1.5GiB", "-1B", "1gib", "1mb", "MiB", "1XB", "99999999999TiB"] {
             assert!(parse_size(bad).is_err(), "{bad} should be rejected");
         }
         assert_eq!(
             parse_size("1gib"),
-            Err(
-                "`1gib`: unknown unit `gib` (units are case-sensitive: did you mean `GiB`?)".into()
-            )
+            Err("`1gib`: unknown unit `gib` (units are case-sensitive: did you mean `GiB`?)".into())
         );
     }
 
@@ -220,10 +184,7 @@ mod tests {
         assert_eq!(parse_signal("SIGKILL"), Ok(libc::SIGKILL));
         assert_eq!(parse_signal("usr2"), Ok(libc::SIGUSR2));
         assert!(parse_signal("STOP").is_err());
-        assert_eq!(
-            parse_backoff("100ms..30s"),
-            Ok((Duration::from_millis(100), Duration::from_secs(30)))
-        );
+        assert_eq!(parse_backoff("100ms..30s"), Ok((Duration::from_millis(100), Duration::from_secs(30))));
         assert!(parse_backoff("30s..1s").is_err());
         assert_eq!(parse_backoff("0ms..0ms"), Ok((Duration::ZERO, Duration::ZERO)));
         assert!(parse_backoff("1s").is_err());

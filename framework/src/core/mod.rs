@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{ModuleSpec, RestartPolicy, Stack};
 use crate::graph;
-use crate::lifecycle::{transition, EventKind, Health, RunId, State, Transition};
-use restart::{record_restart, should_restart, Decision, ExitCause, RestartHistory};
+use crate::lifecycle::{EventKind, Health, RunId, State, Transition, transition};
+use restart::{Decision, ExitCause, RestartHistory, record_restart, should_restart};
 
 /// Something that happened: a command from a user, or a fact observed by the edge.
 #[derive(Debug, Clone, PartialEq)]
@@ -258,10 +258,7 @@ impl Core {
 
     /// Live runs: (module, run, pid).
     pub fn live_runs(&self) -> Vec<(String, RunId, u32)> {
-        self.modules
-            .iter()
-            .filter_map(|(n, m)| m.state.run().map(|(r, p)| (n.clone(), r, p)))
-            .collect()
+        self.modules.iter().filter_map(|(n, m)| m.state.run().map(|(r, p)| (n.clone(), r, p))).collect()
     }
 
     /// Status of every module, in start order.
@@ -470,11 +467,25 @@ impl Core {
         if has_probe {
             out.push(Action::StartProbe { module: name.to_string(), run });
         } else {
-            self.set_state(name, State::Running { run, pid, health: Health::None }, "started (no health check)", now, out);
+            self.set_state(
+                name,
+                State::Running { run, pid, health: Health::None },
+                "started (no health check)",
+                now,
+                out,
+            );
         }
     }
 
-    fn exited(&mut self, name: &str, run: RunId, code: Option<i32>, signal: Option<i32>, now: Instant, out: &mut Vec<Action>) {
+    fn exited(
+        &mut self,
+        name: &str,
+        run: RunId,
+        code: Option<i32>,
+        signal: Option<i32>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let Some(m) = self.modules.get_mut(name) else { return };
         if m.state.run().map(|(r, _)| r) != Some(run) {
             return;
@@ -490,7 +501,13 @@ impl Core {
             None => natural.describe(),
         };
         m.last_exit = Some(reason.clone());
-        out.push(Action::Emit(EventKind::RunEnded { module: name.to_string(), run, code, signal, reason: reason.clone() }));
+        out.push(Action::Emit(EventKind::RunEnded {
+            module: name.to_string(),
+            run,
+            code,
+            signal,
+            reason: reason.clone(),
+        }));
         if let Some(next) = m.next_spec.take() {
             m.spec = next;
         }
@@ -538,7 +555,9 @@ impl Core {
                     out.push(Action::SetTimer { module: name.to_string(), token, after: delay });
                 }
             }
-            Decision::GiveUp(reason) => self.set_state(name, State::Failed { reason: reason.clone() }, &reason, now, out),
+            Decision::GiveUp(reason) => {
+                self.set_state(name, State::Failed { reason: reason.clone() }, &reason, now, out)
+            }
             Decision::Stay => {
                 let (code, signal) = match cause {
                     ExitCause::Exited { code, signal } => (code, signal),
@@ -560,9 +579,21 @@ impl Core {
         if ok {
             m.probe_failures = 0;
             if starting {
-                self.set_state(name, State::Running { run, pid, health: Health::Healthy }, "health check passed", now, out);
+                self.set_state(
+                    name,
+                    State::Running { run, pid, health: Health::Healthy },
+                    "health check passed",
+                    now,
+                    out,
+                );
             } else if current == Health::Unhealthy {
-                self.set_state(name, State::Running { run, pid, health: Health::Healthy }, "health check recovered", now, out);
+                self.set_state(
+                    name,
+                    State::Running { run, pid, health: Health::Healthy },
+                    "health check recovered",
+                    now,
+                    out,
+                );
             }
             return;
         }

@@ -106,7 +106,10 @@ pub fn should_restart(
         RestartPolicy::Always => true,
     };
     if !restart {
-        return if cause.is_failure() && spec.policy == RestartPolicy::Never && !matches!(cause, ExitCause::Exited { .. }) {
+        return if cause.is_failure()
+            && spec.policy == RestartPolicy::Never
+            && !matches!(cause, ExitCause::Exited { .. })
+        {
             Decision::GiveUp(cause.describe())
         } else {
             Decision::Stay
@@ -166,7 +169,13 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{n} B") } else if v >= 10.0 { format!("{v:.0} {}", UNITS[i]) } else { format!("{v:.1} {}", UNITS[i]) }
+    if i == 0 {
+        format!("{n} B")
+    } else if v >= 10.0 {
+        format!("{v:.0} {}", UNITS[i])
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
 }
 
 /// `250ms`, `10s`, `1m30s`.
@@ -224,7 +233,11 @@ mod tests {
             (OnFailure, ExitCause::Unhealthy("x".into()), Restart { delay: ms(100), attempt: 1 }),
             (OnFailure, ExitCause::MemoryLimit { rss: 2, limit: 1 }, Restart { delay: ms(100), attempt: 1 }),
             (Always, exited(0), Restart { delay: ms(100), attempt: 1 }),
-            (Always, ExitCause::SpawnFailed("command not found: `nope`".into()), GiveUp("could not start: command not found: `nope`".into())),
+            (
+                Always,
+                ExitCause::SpawnFailed("command not found: `nope`".into()),
+                GiveUp("could not start: command not found: `nope`".into()),
+            ),
         ];
         for (policy, cause, want) in cases {
             // jitter 0.5 = no spread.

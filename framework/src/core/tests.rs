@@ -88,7 +88,11 @@ impl Sim {
     }
 
     fn run(&self, m: &str) -> RunId {
-        self.core.state(m).and_then(|s| s.run()).map(|(r, _)| r).unwrap_or_else(|| panic!("{m} not live: {:?}", self.state(m)))
+        self.core
+            .state(m)
+            .and_then(|s| s.run())
+            .map(|(r, _)| r)
+            .unwrap_or_else(|| panic!("{m} not live: {:?}", self.state(m)))
     }
 
     fn exit(&mut self, m: &str, code: Option<i32>, signal: Option<i32>) -> Vec<Action> {
@@ -103,7 +107,9 @@ impl Sim {
 }
 
 fn spawned(acts: &[Action]) -> Vec<String> {
-    acts.iter().filter_map(|a| if let Action::Spawn { spec, .. } = a { Some(spec.name.clone()) } else { None }).collect()
+    acts.iter()
+        .filter_map(|a| if let Action::Spawn { spec, .. } = a { Some(spec.name.clone()) } else { None })
+        .collect()
 }
 
 fn stopped(acts: &[Action]) -> Vec<String> {
@@ -113,7 +119,9 @@ fn stopped(acts: &[Action]) -> Vec<String> {
 fn transitions(acts: &[Action]) -> Vec<String> {
     acts.iter()
         .filter_map(|a| match a {
-            Action::Emit(EventKind::Transition(t)) => Some(format!("{}: {} → {}", t.module, t.from.name(), t.to.name())),
+            Action::Emit(EventKind::Transition(t)) => {
+                Some(format!("{}: {} → {}", t.module, t.from.name(), t.to.name()))
+            }
             _ => None,
         })
         .collect()
@@ -188,8 +196,10 @@ fn restart_loop_becomes_failed_with_last_status() {
     let mut delays = vec![];
     for _ in 0..3 {
         let acts = sim.exit("w", Some(3), None);
-        let (token, after) =
-            acts.iter().find_map(|a| if let Action::SetTimer { token, after, .. } = a { Some((*token, *after)) } else { None }).unwrap();
+        let (token, after) = acts
+            .iter()
+            .find_map(|a| if let Action::SetTimer { token, after, .. } = a { Some((*token, *after)) } else { None })
+            .unwrap();
         delays.push(after);
         sim.advance(after);
         sim.feed(Input::Timer { module: "w".into(), token });
@@ -197,7 +207,9 @@ fn restart_loop_becomes_failed_with_last_status() {
     assert!(delays[0] < delays[1] && delays[1] < delays[2], "exponential: {delays:?}");
     sim.exit("w", Some(3), None);
     match sim.state("w") {
-        State::Failed { reason } => assert!(reason.starts_with("restart loop: 3 restarts") && reason.ends_with("status 3"), "{reason}"),
+        State::Failed { reason } => {
+            assert!(reason.starts_with("restart loop: 3 restarts") && reason.ends_with("status 3"), "{reason}")
+        }
         s => panic!("{s:?}"),
     }
     // An explicit start clears the loop.
@@ -240,7 +252,9 @@ fn failed_liveness_probe_restarts_not_just_kills() {
         "unhealthy is recorded, then the run is stopped"
     );
     let acts = sim.exit("db", None, Some(15));
-    let timer = acts.iter().find_map(|a| if let Action::SetTimer { token, after, .. } = a { Some((*token, *after)) } else { None });
+    let timer = acts
+        .iter()
+        .find_map(|a| if let Action::SetTimer { token, after, .. } = a { Some((*token, *after)) } else { None });
     let (token, after) = timer.expect("restart scheduled after a liveness failure");
     sim.advance(after);
     assert_eq!(spawned(&sim.feed(Input::Timer { module: "db".into(), token })), vec!["db"]);
@@ -297,7 +311,9 @@ fn spawn_failure_is_reported_and_dependents_wait() {
     let now = sim.now;
     let acts = sim.core.handle(Input::Up, now);
     let Some(Action::Spawn { run, .. }) = acts.first() else { panic!("{acts:?}") };
-    let acts = sim.core.handle(Input::SpawnFailed { module: "db".into(), run: *run, error: "command not found: `pg`".into() }, now);
+    let acts = sim
+        .core
+        .handle(Input::SpawnFailed { module: "db".into(), run: *run, error: "command not found: `pg`".into() }, now);
     assert_eq!(transitions(&acts), vec!["db: resolved → failed"]);
     assert_eq!(sim.state("db"), State::Failed { reason: "could not start: command not found: `pg`".into() });
     assert_eq!(sim.core.status(now)[1].waiting_for, vec!["db"]);

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch as tokio_watch};
 
 use crate::config::{self, Diagnostic, LoadOptions, Stack};
 use crate::core::{Action, Core, Input, ModuleStatus};
-use crate::lifecycle::{now_ms, Event, EventKind, LogLine, RunId};
+use crate::lifecycle::{Event, EventKind, LogLine, RunId, now_ms};
 use crate::{probe, process};
 
 /// How to run an engine.

@@ -62,15 +62,20 @@ impl Watcher {
                 // `modules.d` itself counts: when it is created, the reload that follows starts watching it.
                 let config = sources.contains(path)
                     || path == &modules_d2
-                    || (path.parent() == Some(modules_d2.as_path())
-                        && path.extension().is_some_and(|e| e == "toml"));
+                    || (path.parent() == Some(modules_d2.as_path()) && path.extension().is_some_and(|e| e == "toml"));
                 if config {
                     schedule(&pending, &handle, Key::Config, on_config.clone(), on_files.clone());
                 }
                 for g in &globs {
                     if let Ok(rel) = path.strip_prefix(&g.root) {
                         if g.set.is_match(rel) {
-                            schedule(&pending, &handle, Key::Module(g.module.clone()), on_config.clone(), on_files.clone());
+                            schedule(
+                                &pending,
+                                &handle,
+                                Key::Module(g.module.clone()),
+                                on_config.clone(),
+                                on_files.clone(),
+                            );
                         }
                     }
                 }
@@ -113,8 +118,13 @@ struct Pending {
 }
 
 /// Fire `key` once per burst: when no event came for DEBOUNCE, or MAX_DELAY after the burst's first event.
-fn schedule<C, F>(pending: &Arc<Mutex<Pending>>, rt: &tokio::runtime::Handle, key: Key, on_config: Arc<C>, on_files: Arc<F>)
-where
+fn schedule<C, F>(
+    pending: &Arc<Mutex<Pending>>,
+    rt: &tokio::runtime::Handle,
+    key: Key,
+    on_config: Arc<C>,
+    on_files: Arc<F>,
+) where
     C: Fn() + Send + Sync + 'static,
     F: Fn(String) + Send + Sync + 'static,
 {
