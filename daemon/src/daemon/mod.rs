@@ -113,9 +113,38 @@ pub fn run() -> ExitCode {
     code
 }
 
+/// Retention of the store from the environment: `STEWARD_RETENTION_SIZE` (e.g. `512MiB`, default 256 MiB) and
+/// `STEWARD_RETENTION_AGE` (e.g. `336h`, default 14 days). A bad value is an error, not a silent default.
+fn retention_from_env() -> Result<steward_framework::store::RetentionPolicy, String> {
+    let mut policy = steward_framework::store::RetentionPolicy::default();
+    if let Ok(v) = std::env::var("STEWARD_RETENTION_SIZE") {
+        policy.max_bytes = steward_framework::config::parse_size(&v)
+            .map_err(|e| format!("STEWARD_RETENTION_SIZE={v}: {e} (expected a size like 512MiB)"))?;
+    }
+    if let Ok(v) = std::env::var("STEWARD_RETENTION_AGE") {
+        policy.max_age = steward_framework::config::parse_duration(&v)
+            .map_err(|e| format!("STEWARD_RETENTION_AGE={v}: {e} (expected a duration like 336h)"))?;
+    }
+    Ok(policy)
+}
+
 async fn serve(home: PathBuf) -> ExitCode {
     let store_path = paths::store_path(&home);
-    let store = match tokio::task::spawn_blocking(move || Store::open(&store_path)).await {
+    let retention = match retention_from_env() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let store = match tokio::task::spawn_blocking(move || {
+        let store = Store::open(&store_path)?;
+        store.set_retention(retention)?;
+        Ok::<_, steward_framework::store::StoreError>(store)
+    })
+    .await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::error!("{e}");
