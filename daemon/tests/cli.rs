@@ -187,3 +187,17 @@ fn a_panic_leaves_no_orphans() {
     let live = live_in_groups(&groups);
     assert!(live.is_empty(), "left behind: {live:#?}");
 }
+
+#[test]
+fn a_bad_retention_setting_stops_the_daemon_with_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let out = steward()
+        .arg("daemon")
+        .env("STEWARD_HOME", home.path())
+        .env("STEWARD_RETENTION_AGE", "2 weeks")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("STEWARD_RETENTION_AGE=2 weeks"), "{err}");
+}
