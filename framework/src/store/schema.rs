@@ -153,8 +153,9 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         PRAGMA synchronous = NORMAL;
         PRAGMA foreign_keys = OFF;
         PRAGMA temp_store = MEMORY;
-        -- 64 MiB page cache (default 2 MiB): bulk indexing and FTS5 merges re-read recent segments.
-        PRAGMA cache_size = -65536;
+        -- 16 MiB page cache (default 2 MiB): bulk indexing and FTS5 merges re-read recent segments; larger
+        -- caches bought little and count against the daemon's memory budget.
+        PRAGMA cache_size = -16384;
         -- Checkpoint every ~16 MiB of WAL instead of 4 MiB: fewer, larger checkpoints during bursts.
         PRAGMA wal_autocheckpoint = 4096;
         ",
@@ -174,9 +175,10 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         "
         PRAGMA query_only = ON;
         PRAGMA temp_store = MEMORY;
-        PRAGMA cache_size = -32768;
-        -- Memory-mapped reads: posting lists and rows come straight from the page cache of the OS.
-        PRAGMA mmap_size = 1073741824;
+        PRAGMA cache_size = -8192;
+        -- Memory-mapped reads: posting lists and rows come straight from the page cache of the OS. Mapped
+        -- pages that were touched count as (file-backed, reclaimable) RSS, so the window is kept modest.
+        PRAGMA mmap_size = 268435456;
         ",
     )
     .map_err(|e| StoreError::open(path, e))?;
