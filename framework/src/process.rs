@@ -447,13 +447,19 @@ fn unregister_group(pgid: u32) {
     LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).remove(&pgid);
 }
 
-/// SIGKILL every live module process group spawned by this process, and every one spawned from now on.
-/// For a panic hook or a second Ctrl-C: the process is about to exit and must leave nothing behind.
+/// SIGKILL every live module process group spawned by this process, and every one spawned from now on,
+/// then wait (at most 2 s) until those groups are empty. For a panic hook or a second Ctrl-C: the process is
+/// about to exit and must leave nothing behind — and a killed process dies asynchronously, so returning right
+/// after `kill()` would let the caller exit while its modules are still on their way out.
 pub fn kill_all_live_groups() -> usize {
     KILLED_ALL.store(true, std::sync::atomic::Ordering::SeqCst);
     let groups = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for pgid in &groups {
         let _ = signal_group(*pgid, libc::SIGKILL);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while groups.iter().any(|g| !group_members(*g).is_empty()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
     groups.len()
 }
