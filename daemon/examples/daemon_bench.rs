@@ -189,7 +189,12 @@ fn command_line(program: &str, args: &[&str]) -> Option<String> {
 fn machine() -> Machine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     let commit = command_line("git", &["rev-parse", "--short", "HEAD"]).map(|c| {
         let dirty =
@@ -531,12 +536,20 @@ async fn ingest(o: &Opts, c: &Client, pid: u32, dir: &Path, home: &Path) -> R<In
     for i in [0, o.ingest_lines / 2, o.ingest_lines - 1] {
         let needle = format!("ingest line {i:09}");
         let n = c
-            .logs(p::LogQueryParams { project: Some("ingest".into()), grep: Some(needle.clone()), ..Default::default() })
+            .logs(p::LogQueryParams {
+                project: Some("ingest".into()),
+                grep: Some(needle.clone()),
+                ..Default::default()
+            })
             .await
             .map_err(|e| format!("logs: {e}"))?
             .len();
         let ft = c
-            .logs(p::LogQueryParams { project: Some("ingest".into()), text: Some(format!("{i:09}")), ..Default::default() })
+            .logs(p::LogQueryParams {
+                project: Some("ingest".into()),
+                text: Some(format!("{i:09}")),
+                ..Default::default()
+            })
             .await
             .map_err(|e| format!("logs: {e}"))?
             .len();

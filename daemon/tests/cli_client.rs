@@ -4,54 +4,20 @@
 //! (`steward/project/open` env). Waits are on output or deadlines, never sleeps.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn steward_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_steward"))
-}
+mod common;
+use common::{alive, demo, free_port, steward_bin, wait_until};
 
-fn demo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/demo/steward.toml")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Alive and not a zombie.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
-        Err(_) => false,
-    }
-}
-
-/// Live processes whose environment contains `var` (the daemon and every module it started).
+/// Live processes carrying `var` in their environment.
 fn processes_with_env(var: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        if env.split(|b| *b == 0).any(|kv| kv == var.as_bytes()) && alive(pid) {
-            out.push(pid);
-        }
-    }
-    out
+    common::processes_with_env(var).into_iter().map(|(pid, _)| pid).collect()
 }
 
 static MARKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
