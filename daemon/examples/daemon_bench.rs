@@ -74,6 +74,44 @@ fn thread_names(pid: u32) -> BTreeMap<String, usize> {
     m
 }
 
+/// Per thread name: (run time in ns from `schedstat`, context switches voluntary + involuntary).
+fn thread_cpu(pid: u32) -> BTreeMap<String, (u64, u64)> {
+    let mut m = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for e in dir.flatten() {
+            let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim().to_string();
+            let ns = std::fs::read_to_string(e.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+                .unwrap_or(0);
+            let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+            let switches: u64 = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().last().and_then(|v| v.parse::<u64>().ok()))
+                .sum();
+            let entry = m.entry(name).or_insert((0, 0));
+            entry.0 += ns;
+            entry.1 += switches;
+        }
+    }
+    m
+}
+
+/// `after - before` per thread name, as (CPU ms, context switches).
+fn thread_cpu_delta(
+    before: &BTreeMap<String, (u64, u64)>,
+    after: &BTreeMap<String, (u64, u64)>,
+) -> BTreeMap<String, (f64, u64)> {
+    after
+        .iter()
+        .map(|(k, &(ns, sw))| {
+            let (ns0, sw0) = before.get(k).copied().unwrap_or((0, 0));
+            (k.clone(), ((ns.saturating_sub(ns0)) as f64 / 1e6, sw.saturating_sub(sw0)))
+        })
+        .collect()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -262,8 +300,13 @@ struct IngestResult {
     searchable_after_s: f64,
     lines_per_s: f64,
     rss_peak_sampled_kib: u64,
+    /// Peaks of the anonymous (heap, stacks) and file-backed (binary, mapped database) parts of RSS.
+    rss_anon_peak_kib: u64,
+    rss_file_peak_kib: u64,
     vmhwm_kib: u64,
     rss_after_kib: u64,
+    /// Per daemon thread (by name) over the ingestion: CPU ms and context switches.
+    threads: BTreeMap<String, (f64, u64)>,
     db_bytes: u64,
     checked: Vec<String>,
 }
@@ -490,14 +533,17 @@ async fn ingest(o: &Opts, c: &Client, pid: u32, dir: &Path, home: &Path) -> R<In
     let sampler = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let mut peak = 0;
+            let mut peak = (0, 0, 0);
             while !stop.load(Ordering::Relaxed) {
-                peak = peak.max(status_kib(pid, "VmRSS").unwrap_or(0));
+                peak.0 = peak.0.max(status_kib(pid, "VmRSS").unwrap_or(0));
+                peak.1 = peak.1.max(status_kib(pid, "RssAnon").unwrap_or(0));
+                peak.2 = peak.2.max(status_kib(pid, "RssFile").unwrap_or(0));
                 std::thread::sleep(Duration::from_millis(20));
             }
             peak
         })
     };
+    let threads_before = thread_cpu(pid);
     let t = Instant::now();
     let up = c
         .up(p::UpParams { project: "ingest".into(), wait: true, timeout_ms: Some(30_000), ..Default::default() })
@@ -508,26 +554,25 @@ async fn ingest(o: &Opts, c: &Client, pid: u32, dir: &Path, home: &Path) -> R<In
         return Err(format!("project/up ingest failed: {up:?}"));
     }
     let budget = Duration::from_secs(if o.quick { 60 } else { 150 });
+    // Poll the newest stored line (an O(1) query, so the poll does not compete with ingestion) until it is the
+    // writer's last line; then check once that the full-text index finds it too.
     let found = loop {
-        let hits = c
-            .logs(p::LogQueryParams {
-                project: Some("ingest".into()),
-                grep: Some("INGEST-DONE-MARKER".into()),
-                ..Default::default()
-            })
+        let newest = c
+            .logs(p::LogQueryParams { project: Some("ingest".into()), limit: Some(1), ..Default::default() })
             .await
             .map_err(|e| format!("logs: {e}"))?;
-        if !hits.is_empty() {
+        if newest.iter().any(|l| l.text.contains("INGEST-DONE-MARKER")) {
             break true;
         }
         if t.elapsed() > budget {
             break false;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let secs = t.elapsed().as_secs_f64();
+    let threads = thread_cpu_delta(&threads_before, &thread_cpu(pid));
     stop.store(true, Ordering::Relaxed);
-    let peak = sampler.join().unwrap_or(0);
+    let peak = sampler.join().unwrap_or((0, 0, 0));
     if !found {
         return Err(format!("the last line was not searchable after {secs:.0} s"));
     }
@@ -561,9 +606,12 @@ async fn ingest(o: &Opts, c: &Client, pid: u32, dir: &Path, home: &Path) -> R<In
         line_bytes: format!("ingest line {:09} {} payload\n", 0, "x".repeat(70)).len(),
         searchable_after_s: (secs * 1000.0).round() / 1000.0,
         lines_per_s: (o.ingest_lines as f64 / secs).round(),
-        rss_peak_sampled_kib: peak,
+        rss_peak_sampled_kib: peak.0,
+        rss_anon_peak_kib: peak.1,
+        rss_file_peak_kib: peak.2,
         vmhwm_kib: status_kib(pid, "VmHWM").unwrap_or(0),
         rss_after_kib: status_kib(pid, "VmRSS").unwrap_or(0),
+        threads,
         db_bytes,
         checked,
     })
@@ -678,8 +726,10 @@ fn markdown(r: &Report) -> String {
              | `project/up` → last line returned by `steward/logs` | {:.2} s |\n\
              | Lines/s until stored and searchable | {:.0} |\n\
              | Daemon RSS peak (sampled every 20 ms / VmHWM) | {} / {} |\n\
+             | of which anonymous / file-backed (peaks of `RssAnon` / `RssFile`) | {} / {} |\n\
              | Daemon RSS afterwards | {} |\n\
              | `STEWARD_HOME` size afterwards | {:.0} MiB |\n\n\
+             Daemon CPU by thread while ingesting (CPU time, context switches): {}.\n\n\
              Spot checks (matches): {}.\n",
             g.lines,
             g.line_bytes,
@@ -687,8 +737,16 @@ fn markdown(r: &Report) -> String {
             g.lines_per_s,
             mib(g.rss_peak_sampled_kib),
             mib(g.vmhwm_kib),
+            mib(g.rss_anon_peak_kib),
+            mib(g.rss_file_peak_kib),
             mib(g.rss_after_kib),
             g.db_bytes as f64 / 1048576.0,
+            g.threads
+                .iter()
+                .filter(|(_, (ms, _))| *ms >= 1.0)
+                .map(|(name, (ms, sw))| format!("`{name}` {:.0} ms, {sw}", ms))
+                .collect::<Vec<_>>()
+                .join("; "),
             g.checked.join("; ")
         ));
     }

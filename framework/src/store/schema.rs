@@ -176,9 +176,10 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         PRAGMA query_only = ON;
         PRAGMA temp_store = MEMORY;
         PRAGMA cache_size = -8192;
-        -- Memory-mapped reads: posting lists and rows come straight from the page cache of the OS. Mapped
-        -- pages that were touched count as (file-backed, reclaimable) RSS, so the window is kept modest.
-        PRAGMA mmap_size = 268435456;
+        -- No memory-mapped reads: every mapped page a scan touched counted as the daemon's RSS (a grep over
+        -- 1M lines took it from 60 to 190 MiB), for ~7 % lower search latency (store_bench p95 11.9 vs
+        -- 12.7 ms). Reads go through the OS page cache and SQLite's own cache instead.
+        PRAGMA mmap_size = 0;
         ",
     )
     .map_err(|e| StoreError::open(path, e))?;
