@@ -425,7 +425,7 @@ impl<'a> Parser<'a> {
         let start = self.i;
         if c == b'"' || c == b'\'' {
             let s = self.string();
-            return s.closed.then(|| Segment { name: s.content, range: start..self.i });
+            return s.closed.then_some(Segment { name: s.content, range: start..self.i });
         }
         if !is_bare_key_byte(c) {
             return None;
