@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::json;
 use steward_framework::config::editor::{self, CompletionKind, ModuleSummary, Names, Scan};
 use steward_protocol as p;
 use tower_lsp_server::ls_types::{
@@ -16,16 +15,6 @@ use tower_lsp_server::ls_types::{
 use super::super::convert;
 use super::position::LineIndex;
 use super::{Inner, uri_path};
-
-/// Command ids of the code lenses (registered by the VS Code extension). Each takes one argument,
-/// `{ "project": "<absolute stack file path>", "module": "<name>" }`.
-pub const START_MODULE: &str = "steward.startModule";
-/// See [`START_MODULE`].
-pub const RESTART_MODULE: &str = "steward.restartModule";
-/// See [`START_MODULE`].
-pub const STOP_MODULE: &str = "steward.stopModule";
-/// See [`START_MODULE`].
-pub const VIEW_LOGS: &str = "steward.viewLogs";
 
 /// A document's path, text (open, else on disk) and the stack it belongs to (itself when none is found).
 fn document(inner: &Inner, uri: &Uri) -> Option<(PathBuf, Arc<String>, PathBuf)> {
@@ -179,12 +168,13 @@ pub fn code_lens(inner: &Inner, params: CodeLensParams) -> Option<Vec<CodeLens>>
     let mut lenses = Vec::new();
     for m in editor::scan(&text).modules() {
         let range = idx.range(m.header_range.clone());
-        let args = json!({ "project": project, "module": m.name });
-        let mut commands = vec![("▶ Start", START_MODULE)];
+        let args = serde_json::to_value(p::ModuleCommandArgs { project: project.clone(), module: m.name.clone() })
+            .unwrap_or_default();
+        let mut commands = vec![("▶ Start", p::COMMAND_START_MODULE)];
         if running.contains(&m.name) {
-            commands.push(("■ Stop", STOP_MODULE));
+            commands.push(("■ Stop", p::COMMAND_STOP_MODULE));
         }
-        commands.extend([("⟳ Restart", RESTART_MODULE), ("☰ Logs", VIEW_LOGS)]);
+        commands.extend([("⟳ Restart", p::COMMAND_RESTART_MODULE), ("☰ Logs", p::COMMAND_VIEW_LOGS)]);
         for (title, command) in commands {
             lenses.push(CodeLens {
                 range,
