@@ -214,7 +214,12 @@ impl Language {
         let Some(path) = uri_path(&p.text_document.uri) else { return };
         let inner = self.inner.clone();
         let mut docs = inner.lock();
-        let Some(doc) = docs.open.remove(&path) else { return };
+        let Some(doc) = docs.open.remove(&path) else {
+            // Not kept (e.g. refused as too large): clear the warning it got.
+            drop(docs);
+            inner.publish(p.text_document.uri, None, Vec::new());
+            return;
+        };
         docs.bytes -= doc.text.len();
         let root = doc.root.clone();
         let still_open = root.as_ref().is_some_and(|r| docs.open.values().any(|d| d.root.as_ref() == Some(r)));
@@ -509,5 +514,32 @@ impl Inner {
         for (uri, version, list) in sends {
             self.publish(uri, version, list);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_bounded_in_size_and_number() {
+        assert_eq!(too_big(10, 0, 0), None);
+        assert!(too_big(MAX_DOCUMENT_BYTES + 1, 0, 0).is_some_and(|m| m.contains("too large")));
+        assert!(too_big(10, 0, MAX_DOCUMENTS).is_some_and(|m| m.contains("too many")));
+        assert!(too_big(10, MAX_SESSION_BYTES - 9, 3).is_some());
+        assert_eq!(too_big(10, MAX_SESSION_BYTES - 10, MAX_DOCUMENTS - 1), None);
+    }
+
+    #[test]
+    fn paths_are_normalised() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::write(real.join("steward.toml"), "").unwrap();
+        assert_eq!(normalize(&real.join("x/../steward.toml")), real.join("steward.toml"));
+        // A file that does not exist yet, in a directory that does.
+        assert_eq!(normalize(&real.join("./new.toml")), real.join("new.toml"));
+        let uri: Uri = format!("file://{}/a%20b.toml", real.display()).parse().unwrap();
+        assert_eq!(uri_path(&uri), Some(real.join("a b.toml")));
+        assert_eq!(uri_path(&"untitled:Untitled-1".parse().unwrap()), None);
     }
 }
