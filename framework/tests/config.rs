@@ -26,7 +26,7 @@ fn opts(profile: Option<&str>, env: &[(&str, &str)]) -> LoadOptions {
     LoadOptions {
         profile: profile.map(str::to_string),
         env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        overlay: None,
+        overlays: Vec::new(),
     }
 }
 
@@ -516,15 +516,42 @@ fn unknown_profiles_are_errors() {
 fn overlay_replaces_a_file_and_can_add_an_unsaved_module_file() {
     let dir = project(&[("steward.toml", "[modules.a]\nrun = \"a\"\n")]);
     let mut o = opts(None, &[]);
-    o.overlay = Some((dir.path().join("steward.toml"), "[modules.a]\nrun = \"edited\"\n".into()));
+    o.overlays = vec![(dir.path().join("steward.toml"), "[modules.a]\nrun = \"edited\"\n".into())];
     assert_eq!(load_in(dir.path(), &o).unwrap().modules["a"].run, "edited");
 
-    o.overlay = Some((dir.path().join("modules.d/new.toml"), "[modules.b]\nrun = \"b\"\nhelth = {}\n".into()));
+    o.overlays = vec![(dir.path().join("modules.d/new.toml"), "[modules.b]\nrun = \"b\"\nhelth = {}\n".into())];
     let diags = load_in(dir.path(), &o).unwrap_err();
     assert_eq!(diags.len(), 1);
     assert!(diags[0].file.ends_with("modules.d/new.toml"));
     assert_eq!((diags[0].line, diags[0].column), (3, 1));
     assert_eq!(diags[0].help.as_deref(), Some("did you mean `health`?"));
+}
+
+#[test]
+fn several_overlays_at_once_and_the_files_a_load_read() {
+    let dir = project(&[
+        ("base.toml", "[defaults]\nstop = { timeout = \"1s\" }\n"),
+        ("steward.toml", "extends = \"base.toml\"\n[modules.a]\nrun = \"a\"\n"),
+        ("modules.d/b.toml", "[modules.b]\nrun = \"b\"\n"),
+    ]);
+    let mut o = opts(None, &[]);
+    o.overlays = vec![
+        (dir.path().join("steward.toml"), "extends = \"base.toml\"\n[modules.a]\nrun = \"a2\"\n".into()),
+        (dir.path().join("modules.d/b.toml"), "[modules.b]\nrun = \"b2\"\nrequires = [\"a\"]\n".into()),
+    ];
+    let report = config::load_report(&dir.path().join("steward.toml"), &o);
+    let stack = report.result.unwrap();
+    assert_eq!((stack.modules["a"].run.as_str(), stack.modules["b"].run.as_str()), ("a2", "b2"));
+    let names: Vec<String> =
+        report.files.iter().map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
+    assert_eq!(names, ["steward.toml", "base.toml", "modules.d/b.toml"]);
+
+    // A failed load still says what it read.
+    o.overlays = vec![(dir.path().join("base.toml"), "[defaults\n".into())];
+    let report = config::load_report(&dir.path().join("steward.toml"), &o);
+    let diags = report.result.unwrap_err();
+    assert!(diags[0].file.ends_with("base.toml"), "{diags:?}");
+    assert_eq!(report.files.len(), 3);
 }
 
 // ---- diagnostics ---------------------------------------------------------------------------------------

@@ -1073,6 +1073,29 @@ impl Notification for Event {
     type Params = EventParams;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Editor commands: the code lenses the daemon puts above each `[modules.NAME]` of a stack file name these
+// commands, which the editor extension registers.
+
+/// Command of the "▶ Start" code lens. Its one argument is a [`ModuleCommandArgs`].
+pub const COMMAND_START_MODULE: &str = "steward.startModule";
+/// Command of the "⟳ Restart" code lens. Its one argument is a [`ModuleCommandArgs`].
+pub const COMMAND_RESTART_MODULE: &str = "steward.restartModule";
+/// Command of the "■ Stop" code lens (shown for modules that have a process). Argument: [`ModuleCommandArgs`].
+pub const COMMAND_STOP_MODULE: &str = "steward.stopModule";
+/// Command of the "☰ Logs" code lens. Its one argument is a [`ModuleCommandArgs`].
+pub const COMMAND_VIEW_LOGS: &str = "steward.viewLogs";
+
+/// The one argument of the code lens commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleCommandArgs {
+    /// Absolute path of the stack's root file (`steward.toml`, also for lenses in `modules.d/` files).
+    pub project: String,
+    /// Module name.
+    pub module: String,
+}
+
 fn default_true() -> bool {
     true
 }

@@ -707,6 +707,26 @@ export type EventDetail =
     }
 ;
 
+/** Command of the "▶ Start" code lens. Its one argument is a `ModuleCommandArgs`. */
+export const COMMAND_START_MODULE = "steward.startModule";
+
+/** Command of the "⟳ Restart" code lens. Its one argument is a `ModuleCommandArgs`. */
+export const COMMAND_RESTART_MODULE = "steward.restartModule";
+
+/** Command of the "■ Stop" code lens (shown for modules that have a process). Argument: `ModuleCommandArgs`. */
+export const COMMAND_STOP_MODULE = "steward.stopModule";
+
+/** Command of the "☰ Logs" code lens. Its one argument is a `ModuleCommandArgs`. */
+export const COMMAND_VIEW_LOGS = "steward.viewLogs";
+
+/** The one argument of the code lens commands. */
+export interface ModuleCommandArgs {
+  /** Absolute path of the stack's root file (`steward.toml`, also for lenses in `modules.d/` files). */
+  project: string;
+  /** Module name. */
+  module: string;
+}
+
 /** Every request: method name → params and result types. */
 export interface Requests {
   "steward/status": { params: StatusParams; result: StatusResult };

@@ -14,11 +14,13 @@
 //! - [`state`]: projects, their engines, log consumers and event forwarders; incidents.
 //! - [`framing`]: size limits, timeouts and the bounded outgoing queue around the library's framing.
 //! - [`sessions`]: broadcast registry. [`tail`]: log subscriptions. [`orphans`]: crash recovery.
+//! - [`language`]: language features for stack files (diagnostics, hover, code lenses, completion).
 
 mod convert;
 mod error;
 mod framing;
 mod handlers;
+mod language;
 mod logfile;
 mod orphans;
 mod server;

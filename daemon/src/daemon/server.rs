@@ -14,13 +14,16 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tower_lsp_server::jsonrpc::{self, Request};
 use tower_lsp_server::ls_types::{
-    InitializeParams, InitializeResult, InitializedParams, ServerCapabilities, ServerInfo,
+    CodeLens, CodeLensParams, CompletionParams, CompletionResponse, DidChangeTextDocumentParams,
+    DidCloseTextDocumentParams, DidOpenTextDocumentParams, DidSaveTextDocumentParams, Hover, HoverParams,
+    InitializeParams, InitializeResult, InitializedParams, ServerInfo,
 };
 use tower_lsp_server::{LanguageServer, LspService, LspServiceBuilder, Server};
 
 use super::error::ApiError;
 use super::framing::{FrameGuard, Outbox, OutboxWriter, write_loop};
 use super::handlers::{self, Ctx};
+use super::language::{self, Language};
 use super::sessions::Session;
 use super::state::DaemonState;
 
@@ -86,9 +89,11 @@ async fn run_session(state: Arc<DaemonState>, stream: UnixStream, peer_pid: Opti
     let writer = tokio::spawn(write_loop(outbox.clone(), write, id));
     state.sessions.insert(session.clone());
 
-    let (service, socket) =
-        methods(LspService::build(|_client| Backend { ctx: Ctx { state: state.clone(), session: session.clone() } }))
-            .finish();
+    let (service, socket) = methods(LspService::build(|_client| Backend {
+        ctx: Ctx { state: state.clone(), session: session.clone() },
+        lang: Language::new(state.clone(), session.clone()),
+    }))
+    .finish();
     let service = service.map_request(absent_params_are_null);
     let input = FrameGuard::new(read, outbox.clone(), state.limits, id);
     let server = Server::new(input, OutboxWriter::new(outbox.clone()), socket).concurrency_level(CONCURRENCY);
@@ -104,16 +109,17 @@ async fn run_session(state: Arc<DaemonState>, stream: UnixStream, peer_pid: Opti
     tracing::debug!(session = id, "closed");
 }
 
-/// The LSP side of a session. Standard LSP is minimal for now (initialize/shutdown); Steward's methods are
-/// in [`methods`].
+/// The LSP side of a session: the lifecycle, and the language features for stack files (in [`language`]).
+/// Steward's own methods are in [`methods`].
 struct Backend {
     ctx: Ctx,
+    lang: Language,
 }
 
 impl LanguageServer for Backend {
     async fn initialize(&self, _: InitializeParams) -> jsonrpc::Result<InitializeResult> {
         Ok(InitializeResult {
-            capabilities: ServerCapabilities::default(),
+            capabilities: language::capabilities(),
             server_info: Some(ServerInfo { name: "steward".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
             ..InitializeResult::default()
         })
@@ -125,6 +131,34 @@ impl LanguageServer for Backend {
 
     async fn shutdown(&self) -> jsonrpc::Result<()> {
         Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        self.lang.did_open(params);
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        self.lang.did_change(params);
+    }
+
+    async fn did_save(&self, params: DidSaveTextDocumentParams) {
+        self.lang.did_save(params);
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        self.lang.did_close(params);
+    }
+
+    async fn hover(&self, params: HoverParams) -> jsonrpc::Result<Option<Hover>> {
+        self.lang.hover(params).await
+    }
+
+    async fn code_lens(&self, params: CodeLensParams) -> jsonrpc::Result<Option<Vec<CodeLens>>> {
+        self.lang.code_lens(params).await
+    }
+
+    async fn completion(&self, params: CompletionParams) -> jsonrpc::Result<Option<CompletionResponse>> {
+        self.lang.completion(params).await
     }
 }
 
@@ -156,6 +190,15 @@ tokio::task_local! {
 /// True when the current task is a request handler, whose panics are contained.
 pub fn in_guarded_handler() -> bool {
     GUARDED.try_with(|_| ()).is_ok()
+}
+
+/// Spawns `work` as a guarded task: a panic in it (also inside `block_in_place`) ends only the task.
+pub fn spawn_guarded<F>(work: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(GUARDED.scope((), work))
 }
 
 /// Registers `handler` for `R`: params are decoded here (so that errors name the offending field), the

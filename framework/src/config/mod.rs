@@ -16,6 +16,7 @@
 
 mod decode;
 mod diagnostic;
+pub mod editor;
 mod envfile;
 mod interpolate;
 mod literal;
@@ -41,8 +42,9 @@ pub struct LoadOptions {
     pub profile: Option<String>,
     /// The environment `${VAR}` falls back to when a module's own env does not define `VAR`.
     pub env: BTreeMap<String, String>,
-    /// Unsaved text that replaces one file's content (an editor buffer, for live diagnostics).
-    pub overlay: Option<(PathBuf, String)>,
+    /// Unsaved texts that replace files' contents (editor buffers, for live diagnostics). A `.toml` overlay
+    /// directly inside the stack's `modules.d/` is read even when the file does not exist yet.
+    pub overlays: Vec<(PathBuf, String)>,
 }
 
 impl LoadOptions {
@@ -51,14 +53,30 @@ impl LoadOptions {
     pub fn from_process_env(profile: Option<String>) -> LoadOptions {
         let env =
             std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
-        LoadOptions { profile, env, overlay: None }
+        LoadOptions { profile, env, overlays: Vec::new() }
     }
 }
 
 /// Loads the stack file at `path` with everything it pulls in. On failure, returns every error found,
 /// ordered by file (root first) and position.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Stack, Vec<Diagnostic>> {
-    let mut reader = sources::Reader::new(opts.overlay.as_ref());
+    load_report(path, opts).result
+}
+
+/// A load's result and the stack files it read, which editors need even when the load fails: to know which
+/// files belong to a stack, and to clear the diagnostics of those that no longer have any.
+#[derive(Debug)]
+pub struct LoadReport {
+    /// What [`load`] returns.
+    pub result: Result<Stack, Vec<Diagnostic>>,
+    /// Absolute (lexically normalised) paths of the TOML files read or tried: the root, its `extends` chain,
+    /// `modules.d/*.toml`. Env files are not included.
+    pub files: Vec<PathBuf>,
+}
+
+/// [`load`], also reporting which files were read.
+pub fn load_report(path: &Path, opts: &LoadOptions) -> LoadReport {
+    let mut reader = sources::Reader::new(&opts.overlays);
     let mut issues = Vec::new();
     let stack = sources::load_tree(path, &mut reader, &mut issues).and_then(|tree| {
         let (raw, mut decode_issues) = decode::decode(&tree, &reader.map);
@@ -76,10 +94,11 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Stack, Vec<Diagnostic>> {
         issues.append(&mut resolver.issues);
         stack
     });
-    match stack {
+    let result = match stack {
         Some(stack) if issues.is_empty() => Ok(stack),
         _ => Err(into_diagnostics(&reader.map, issues)),
-    }
+    };
+    LoadReport { result, files: reader.read }
 }
 
 fn into_diagnostics(map: &diagnostic::SourceMap, mut issues: Vec<diagnostic::Issue>) -> Vec<Diagnostic> {

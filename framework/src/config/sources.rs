@@ -12,22 +12,22 @@ pub(crate) struct Reader<'a> {
     pub map: SourceMap,
     /// Absolute paths of every file read, in order, without duplicates.
     pub read: Vec<PathBuf>,
-    overlay: Option<(PathBuf, &'a str)>,
+    overlays: Vec<(PathBuf, &'a str)>,
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(overlay: Option<&'a (PathBuf, String)>) -> Self {
-        let overlay = overlay.map(|(path, text)| (absolute(path), text.as_str()));
-        Reader { map: SourceMap::default(), read: Vec::new(), overlay }
+    pub fn new(overlays: &'a [(PathBuf, String)]) -> Self {
+        let overlays = overlays.iter().map(|(path, text)| (absolute(path), text.as_str())).collect();
+        Reader { map: SourceMap::default(), read: Vec::new(), overlays }
     }
 
     /// Reads a file (or the overlay standing in for it) and registers it. On failure the file is still
     /// registered, empty, so that errors can name it.
     pub fn read(&mut self, path: &Path) -> (FileId, Result<(), std::io::Error>) {
         let abs = absolute(path);
-        let result = match &self.overlay {
-            Some((overlay_path, text)) if same_file(overlay_path, &abs) => Ok(text.to_string()),
-            _ => std::fs::read_to_string(path),
+        let result = match self.overlays.iter().find(|(overlay_path, _)| same_file(overlay_path, &abs)) {
+            Some((_, text)) => Ok(text.to_string()),
+            None => std::fs::read_to_string(path),
         };
         if !self.read.contains(&abs) {
             self.read.push(abs);
@@ -38,11 +38,13 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The overlay's path, if it is a `.toml` file directly inside `dir` (a new, unsaved module file).
-    fn overlay_in(&self, dir: &Path) -> Option<PathBuf> {
-        let (path, _) = self.overlay.as_ref()?;
-        let is_toml = path.extension().is_some_and(|e| e == "toml");
-        (is_toml && path.parent().is_some_and(|p| same_file(p, &absolute(dir)))).then(|| path.clone())
+    /// The overlays that are `.toml` files directly inside `dir` (possibly new, unsaved module files).
+    fn overlays_in(&self, dir: &Path) -> Vec<PathBuf> {
+        let dir = absolute(dir);
+        let in_dir = |path: &Path| {
+            path.extension().is_some_and(|e| e == "toml") && path.parent().is_some_and(|p| same_file(p, &dir))
+        };
+        self.overlays.iter().filter(|(path, _)| in_dir(path)).map(|(path, _)| path.clone()).collect()
     }
 }
 
@@ -156,10 +158,10 @@ fn module_files(dir: &Path, reader: &Reader<'_>) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default();
-    if let Some(unsaved) = reader.overlay_in(dir)
-        && !files.iter().any(|f| same_file(&absolute(f), &unsaved))
-    {
-        files.push(dir.join(unsaved.file_name().unwrap_or_default()));
+    for unsaved in reader.overlays_in(dir) {
+        if !files.iter().any(|f| same_file(&absolute(f), &unsaved)) {
+            files.push(dir.join(unsaved.file_name().unwrap_or_default()));
+        }
     }
     files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     files

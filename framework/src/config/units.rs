@@ -97,7 +97,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Signals a module may be stopped with.
-const SIGNALS: &[(&str, i32)] = &[
+pub(crate) const SIGNALS: &[(&str, i32)] = &[
     ("TERM", libc::SIGTERM),
     ("INT", libc::SIGINT),
     ("QUIT", libc::SIGQUIT),
