@@ -1,0 +1,44 @@
+// Builds the extension with esbuild:
+//   out/main.js              the extension (Node, CommonJS; `vscode` is provided by the host)
+//   out/webview/logs.js      the log viewer page (browser)
+//   out/webview/dashboard.js the dashboard page (browser)
+//   out-test/*.test.js       unit tests (--tests), run with `node --test out-test/`
+// Flags: --production (minify, no source maps), --watch, --tests.
+import * as esbuild from "esbuild";
+import { readdirSync } from "node:fs";
+
+const production = process.argv.includes("--production");
+const watch = process.argv.includes("--watch");
+const tests = process.argv.includes("--tests");
+
+const common = { bundle: true, sourcemap: !production, minify: production, logLevel: "warning", target: "es2022" };
+
+const builds = tests
+  ? [
+      {
+        ...common,
+        entryPoints: readdirSync("test/unit").filter((f) => f.endsWith(".test.ts")).map((f) => `test/unit/${f}`),
+        outdir: "out-test",
+        platform: "node",
+        format: "cjs",
+        sourcemap: "inline",
+        minify: false,
+      },
+    ]
+  : [
+      { ...common, entryPoints: ["src/main.ts"], outfile: "out/main.js", platform: "node", format: "cjs", external: ["vscode"] },
+      {
+        ...common,
+        entryPoints: { logs: "src/webview/logs.ts", dashboard: "src/webview/dashboard.ts" },
+        outdir: "out/webview",
+        platform: "browser",
+        format: "iife",
+      },
+    ];
+
+if (watch) {
+  for (const b of builds) await (await esbuild.context(b)).watch();
+  console.log("esbuild: watching");
+} else {
+  await Promise.all(builds.map((b) => esbuild.build(b)));
+}
