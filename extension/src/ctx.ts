@@ -250,7 +250,8 @@ export class Ctx implements vscode.Disposable {
     if (this.session !== session || this.disposed) return;
     this.output.warn("the connection to the daemon closed");
     this.session = undefined;
-    this.disposeSession(session);
+    // Dispose after the library's close handling has finished (it then is stopped and sends nothing).
+    setTimeout(() => this.disposeSession(session), 0);
     this.model.clear();
     this.scheduleReconnect("The connection to the daemon closed.");
   }

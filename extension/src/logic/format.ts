@@ -75,7 +75,7 @@ export function isTrouble(m: ModuleStatus): boolean {
 }
 
 /** One word for a module's condition, as the tree and tooltips show it. */
-export function stateLabel(m: Pick<ModuleStatus, "state" | "health" | "exitCode" | "signal">): string {
+export function stateLabel(m: Pick<ModuleStatus, "state" | "health" | "exitCode" | "signal"> & { wanted?: boolean }): string {
   switch (m.state) {
     case "running":
       return m.health === "unhealthy" ? "unhealthy" : "running";
@@ -83,9 +83,9 @@ export function stateLabel(m: Pick<ModuleStatus, "state" | "health" | "exitCode"
       if (m.signal !== undefined) return `killed (signal ${m.signal})`;
       return m.exitCode !== undefined && m.exitCode !== 0 ? `exited (${m.exitCode})` : "exited";
     case "resolved":
-      return "waiting";
+      return m.wanted === false ? "not started" : "waiting";
     case "installed":
-      return "idle";
+      return "not started";
     default:
       return m.state;
   }

@@ -152,6 +152,7 @@ function showError(msg: string): void {
 async function reload(aroundId?: number): Promise<void> {
   const gen = ++generation;
   pendingLive = [];
+  delete app.dataset.loaded;
   loading = { older: false, newer: false };
   try {
     const { cursor } = await ask<{ cursor: number }>({ type: "subscribe", filter: queryFilter() });
@@ -178,6 +179,7 @@ async function reload(aroundId?: number): Promise<void> {
     const live = pendingLive ?? [];
     pendingLive = undefined;
     win.addLive(live);
+    app.dataset.loaded = JSON.stringify(queryFilter());
     render();
     if (highlightId !== undefined) {
       const i = win.indexOfId(highlightId);

@@ -26,6 +26,8 @@ export const vsix = path.resolve(process.env.STEWARD_VSIX || path.join(extDir, "
 export const outDir = path.resolve(process.env.STEWARD_E2E_OUT || path.join(repo, "tests/out/e2e"));
 
 export const THEMES = { dark: "Default Dark Modern", light: "Default Light Modern", hc: "Default High Contrast" };
+/** How the Color Theme picker labels them. */
+const THEME_LABELS = { "Default Dark Modern": "Dark Modern", "Default Light Modern": "Light Modern", "Default High Contrast": "Dark High Contrast" };
 
 /** Polls `cond` (sync or async) every `every` ms until it returns a truthy value or `ms` pass. */
 export async function waitUntil(ms, what, cond, every = 50) {
@@ -138,6 +140,7 @@ export class Env {
       "chat.commandCenter.enabled": false,
       "workbench.secondarySideBar.defaultVisibility": "hidden",
       "steward.path": stewardBin,
+      "steward.logs.pageSize": 50,
       ...extra,
     };
     fs.writeFileSync(path.join(dir, "settings.json"), JSON.stringify(settings, null, 2));
@@ -291,16 +294,42 @@ export class Env {
     const input = page.locator(".quick-input-widget input");
     await input.waitFor({ state: "visible", timeout: 10_000 });
     await input.fill(`>${title}`);
-    const row = page.locator(".quick-input-list .monaco-list-row", { hasText: title.replace(/^Steward: /, "") }).first();
-    await row.waitFor({ state: "visible", timeout: 10_000 });
-    await page.keyboard.press("Enter");
+    // The row whose accessible name is exactly the title (fuzzy matching may rank another command first).
+    const rows = page.locator(".quick-input-list .monaco-list-row");
+    const index = await waitUntil(10_000, `the command "${title}" in the palette`, async () => {
+      const labels = await rows.evaluateAll((els) => els.map((e) => e.getAttribute("aria-label") ?? ""));
+      const i = labels.findIndex((l) => l === title || l.startsWith(`${title},`) || l.startsWith(`${title} `));
+      return i >= 0 ? i + 1 : undefined;
+    });
+    await rows.nth(index - 1).click();
   }
 
-  /** Picks the quick-pick row whose text contains `text`. */
-  async pick(text, timeout = 15_000) {
-    const row = this.page.locator(".quick-input-widget .quick-input-list .monaco-list-row", { hasText: text }).first();
-    await row.waitFor({ state: "visible", timeout });
+  /** Switches the colour theme the way a person does: Preferences: Color Theme, then the theme's name. */
+  async setTheme(theme) {
+    this.theme = theme;
+    const label = THEME_LABELS[theme] ?? theme;
+    await this.runCommand("Preferences: Color Theme");
+    await this.page.locator(".quick-input-widget input").fill(label);
+    const row = this.page.locator(".quick-input-widget .quick-input-list .monaco-list-row", { hasText: label }).first();
+    await row.waitFor({ state: "visible", timeout: 15_000 });
     await row.click();
+  }
+
+  /**
+   * Picks the quick-pick row whose text contains `text`, and checks that the pick was taken (the list may be
+   * replaced under the pointer while results arrive; then it tries again).
+   */
+  async pick(text, timeout = 15_000) {
+    const widget = this.page.locator(".quick-input-widget");
+    const row = widget.locator(".quick-input-list .monaco-list-row", { hasText: text }).first();
+    await row.waitFor({ state: "visible", timeout });
+    await waitUntil(timeout, `the quick pick row "${text}" to be taken`, async () => {
+      if (!(await widget.isVisible())) return true;
+      await row.waitFor({ state: "visible", timeout: 2_000 });
+      await row.click({ timeout: 2_000 }).catch(() => undefined);
+      await widget.waitFor({ state: "hidden", timeout: 1_000 }).catch(() => undefined);
+      return !(await widget.isVisible());
+    }, 100);
   }
 
   /** The toasts currently shown. */
