@@ -36,9 +36,23 @@ const builds = tests
       },
     ];
 
+/** Prints the lines the VS Code task's background problem matcher waits for (.vscode/tasks.json). */
+const watchLog = {
+  name: "watch-log",
+  setup(build) {
+    build.onStart(() => console.log("[watch] build started"));
+    build.onEnd((r) => {
+      for (const e of r.errors) {
+        const l = e.location;
+        console.log(l ? `✘ [ERROR] ${e.text} [${l.file}:${l.line}:${l.column}]` : `✘ [ERROR] ${e.text}`);
+      }
+      console.log("[watch] build finished");
+    });
+  },
+};
+
 if (watch) {
-  for (const b of builds) await (await esbuild.context(b)).watch();
-  console.log("esbuild: watching");
+  for (const b of builds) await (await esbuild.context({ ...b, plugins: [watchLog] })).watch();
 } else {
   await Promise.all(builds.map((b) => esbuild.build(b)));
 }
