@@ -12,11 +12,23 @@ import { ServicesTree } from "./tree";
 
 let ctx: Ctx | undefined;
 
-/** Milliseconds spent in `activate` (extension code only), reported in the output and used by bench/. */
+/** When the bundle began and finished evaluating (its first and last statements; see build.mjs). */
+declare const __stewardLoadStart: number | undefined;
+declare const __stewardLoadEnd: number | undefined;
+
+/**
+ * Milliseconds of extension code at activation: evaluating the bundle plus `activate` itself. Written to
+ * the Steward output (bench/extension.mjs reads it from there).
+ */
 export let activationMs = 0;
 
 export function activate(context: vscode.ExtensionContext): { activationMs: number } {
   const t0 = performance.now();
+  // (VS Code may call activate() a while after loading the bundle: that wait is not extension code.)
+  const loadMs =
+    typeof __stewardLoadStart === "number" && typeof __stewardLoadEnd === "number"
+      ? __stewardLoadEnd - __stewardLoadStart
+      : Number.NaN;
   ctx = new Ctx(context);
   const logs = new LogViewers(ctx);
   const notifier = new Notifier(ctx);
@@ -24,9 +36,12 @@ export function activate(context: vscode.ExtensionContext): { activationMs: numb
   registerCommands(ctx, { logs, notifier });
   ctx.watchStackFiles();
   context.subscriptions.push(ctx);
-  activationMs = performance.now() - t0;
+  const activateMs = performance.now() - t0;
+  activationMs = activateMs + (Number.isFinite(loadMs) ? loadMs : 0);
   const c = ctx;
-  c.output.info(`activated in ${activationMs.toFixed(2)} ms`);
+  c.output.info(
+    `activated in ${activationMs.toFixed(2)} ms (bundle evaluation ${loadMs.toFixed(2)} ms, activate() ${activateMs.toFixed(2)} ms)`,
+  );
   // Connect after activation returns.
   setTimeout(() => void c.connect(true), 0);
   return { activationMs };

@@ -75,8 +75,9 @@ export function alive(pid) {
  * steward.toml in the workspace).
  */
 export class Env {
-  constructor({ theme = THEMES.dark, name = "e2e" } = {}) {
+  constructor({ theme = THEMES.dark, name = "e2e", settings = {} } = {}) {
     this.theme = theme;
+    this.settings = settings;
     this.name = name;
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), `steward-${name}-`));
     this.home = path.join(this.tmp, "home");
@@ -141,6 +142,7 @@ export class Env {
       "workbench.secondarySideBar.defaultVisibility": "hidden",
       "steward.path": stewardBin,
       "steward.logs.pageSize": 50,
+      ...this.settings,
       ...extra,
     };
     fs.writeFileSync(path.join(dir, "settings.json"), JSON.stringify(settings, null, 2));
