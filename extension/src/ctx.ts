@@ -95,10 +95,12 @@ export class Ctx implements vscode.Disposable {
     return this.session?.client;
   }
 
-  /** The projects this window shows: the workspace's stack files when it has any, else every open project. */
+  /**
+   * The projects this window shows: the workspace's stack files when it has any (even when one failed to
+   * open: then the status bar shows its error, not some other stack), else every open project.
+   */
   get projects(): ProjectStatus[] {
-    const mine = this.model.projects(this.stackFiles);
-    return this.stackFiles.size > 0 && mine.length > 0 ? mine : this.model.projects();
+    return this.stackFiles.size > 0 ? this.model.projects(this.stackFiles) : this.model.projects();
   }
 
   get workspaceStackFiles(): string[] {

@@ -3,7 +3,7 @@
 // note or event opens its text.
 
 import * as vscode from "vscode";
-import { MEMORY_SEARCH, type MemoryHit } from "../../protocol/ts/steward-protocol";
+import { EVENTS_QUERY, MEMORY_NOTE, MEMORY_SEARCH, type MemoryHit } from "../../protocol/ts/steward-protocol";
 import type { Ctx } from "./ctx";
 import { formatAgo, parseSnippet } from "./logic/format";
 
@@ -59,7 +59,7 @@ export function searchMemory(ctx: Ctx, onOpenLog: (hit: MemoryHit) => Promise<vo
       if (!hit) return;
       qp.hide();
       if (hit.kind === "log") await onOpenLog(hit);
-      else await openText(hit, projectNames);
+      else await openText(ctx, hit, projectNames);
     });
     qp.onDidHide(() => {
       if (timer) clearTimeout(timer);
@@ -86,14 +86,35 @@ function toItem(hit: MemoryHit, now: number, names: Map<string, string>): HitIte
   };
 }
 
-/** Opens a note's or event's text in an untitled, read-only-by-convention document. */
-async function openText(hit: MemoryHit, names: Map<string, string>): Promise<void> {
-  const { text } = parseSnippet(hit.snippet);
+/** Opens a note's or event's whole text (fetched by id; the hit has only a snippet) in an untitled document. */
+async function openText(ctx: Ctx, hit: MemoryHit, names: Map<string, string>): Promise<void> {
+  let body = parseSnippet(hit.snippet).text;
+  const meta: string[] = [];
+  try {
+    if (hit.kind === "note") {
+      const { note } = await ctx.request(MEMORY_NOTE, { id: hit.id });
+      if (note) {
+        body = note.text;
+        if (note.tags.length) meta.push(`Tags: ${note.tags.join(", ")}`);
+        meta.push(`Source: ${note.source}`);
+      }
+    } else {
+      const { events } = await ctx.request(EVENTS_QUERY, { project: hit.project || undefined, beforeId: hit.id + 1, limit: 1 });
+      const e = events.find((x) => x.id === hit.id);
+      if (e) {
+        body = `${e.text}\n\n${JSON.stringify(e.payload, null, 2)}`;
+        meta.push(`Kind: ${e.kind}, level ${e.level}`);
+      }
+    }
+  } catch (e) {
+    ctx.output.warn(`could not fetch ${hit.kind} ${hit.id}: ${(e as Error).message}; showing the snippet`);
+  }
   const header = [
     `${hit.kind === "note" ? "Note" : "Event"} #${hit.id} — ${new Date(hit.tsMs).toLocaleString()}`,
     hit.project ? `Project: ${names.get(hit.project) ?? hit.project}` : undefined,
     hit.module ? `Module: ${hit.module}` : undefined,
+    ...meta,
   ].filter(Boolean);
-  const doc = await vscode.workspace.openTextDocument({ content: `${header.join("\n")}\n\n${text}\n`, language: "markdown" });
+  const doc = await vscode.workspace.openTextDocument({ content: `${header.join("\n")}\n\n${body}\n`, language: "markdown" });
   await vscode.window.showTextDocument(doc, { preview: true });
 }

@@ -34,11 +34,10 @@ export class StackModel {
     return this.status;
   }
 
-  /** Every open project, or only those whose path is in `paths` when it is given and matches any. */
+  /** Every open project, or only those whose path is in `paths` when it is given. */
   projects(paths?: ReadonlySet<string>): ProjectStatus[] {
     const all = this.status?.projects ?? [];
-    if (!paths || paths.size === 0) return all;
-    return all.filter((p) => paths.has(p.path));
+    return paths ? all.filter((p) => paths.has(p.path)) : all;
   }
 
   project(path: string): ProjectStatus | undefined {

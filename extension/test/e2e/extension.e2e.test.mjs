@@ -104,6 +104,19 @@ step("killing a demo module raises an error notification within seconds; the tre
   await env.runCommand("Notifications: Clear All Notifications");
 });
 
+step("Search Memory finds the crash's incident note and opens its whole text", async () => {
+  await env.runCommand("Steward: Search Memory");
+  await env.page.locator(".quick-input-widget input").fill("api SIGKILL");
+  await env.pick("api killed by signal 9");
+  // An untitled editor with the note, fetched whole: its header and the api's last log lines.
+  const editor = env.page.locator(".editor-instance .monaco-editor .view-lines").first();
+  await waitUntil(15_000, "the note in an editor", async () => /Note #\d+/.test(await editor.innerText()));
+  const text = (await editor.innerText()).replace(/\u00a0/g, " ");
+  assert.match(text, /Tags: incident/, text);
+  assert.match(text, /api: listening on http:\/\/127\.0\.0\.1:/, text);
+  await env.runCommand("View: Revert and Close Editor");
+});
+
 step("Search Memory finds a demo module's log line and opens it in the log viewer at that line", async () => {
   await env.runCommand("Steward: Search Memory");
   await env.page.locator(".quick-input-widget input").fill("listening");
