@@ -109,9 +109,11 @@ step("Search Memory finds the crash's incident note and opens its whole text", a
   await env.page.locator(".quick-input-widget input").fill("api SIGKILL");
   await env.pick("api killed by signal 9");
   // An untitled editor with the note, fetched whole: its header and the api's last log lines.
+  // (The editor renders spaces as no-break spaces.)
   const editor = env.page.locator(".editor-instance .monaco-editor .view-lines").first();
-  await waitUntil(15_000, "the note in an editor", async () => /Note #\d+/.test(await editor.innerText()));
-  const text = (await editor.innerText()).replace(/\u00a0/g, " ");
+  const editorText = async () => (await editor.innerText()).replace(/\u00a0/g, " ");
+  await waitUntil(15_000, "the note in an editor", async () => /Note #\d+/.test(await editorText()));
+  const text = await editorText();
   assert.match(text, /Tags: incident/, text);
   assert.match(text, /api: listening on http:\/\/127\.0\.0\.1:/, text);
   await env.runCommand("View: Revert and Close Editor");
