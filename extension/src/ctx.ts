@@ -162,8 +162,9 @@ export class Ctx implements vscode.Disposable {
       return;
     }
     this.setState({ kind: "connecting" });
-    // Loaded on first use: the language client is most of the bundle and activation must stay cheap.
-    const m = (this.clientModule ??= await import("./client"));
+    // Loaded on first use: the language client is most of the code and activation must stay cheap. It is a
+    // separate file (out/client.js; build.mjs keeps it out of out/main.js), so `require`, not `import`.
+    const m = (this.clientModule ??= require("./client") as ClientModule);
     const sock = socketPath(home);
     let socket: net.Socket;
     try {
