@@ -159,6 +159,26 @@ step("the log viewer follows new lines live", async () => {
   assert.equal(await frame.locator("#follow").getAttribute("aria-pressed"), "true");
 });
 
+step("screenshots of the workbench in Dark Modern, Light Modern and High Contrast", async () => {
+  const classes = { [THEMES.dark]: "vs-dark", [THEMES.light]: "vs", [THEMES.hc]: "hc-black" };
+  const bodyClasses = { [THEMES.dark]: "vscode-dark", [THEMES.light]: "vscode-light", [THEMES.hc]: "vscode-high-contrast" };
+  for (const [key, theme] of Object.entries(THEMES)) {
+    await env.setTheme(theme);
+    await waitUntil(20_000, `the ${theme} theme`, async () => {
+      const cls = (await env.page.locator(".monaco-workbench").getAttribute("class")) ?? "";
+      return cls.split(/\s+/).includes(classes[theme]);
+    });
+    // Let the theme reach the webviews (they restyle on a message) before taking the picture.
+    const frame = await env.webviewFrame('tr[data-module="api"]');
+    await waitUntil(10_000, "the dashboard to restyle", async () =>
+      ((await frame.locator("body").getAttribute("class")) ?? "").split(/\s+/).includes(bodyClasses[theme]),
+    );
+    const file = await env.screenshot(`workbench-${key}`);
+    assert.ok(fs.statSync(file).size > 10_000, `${file} looks empty`);
+  }
+  await env.setTheme(THEMES.dark);
+});
+
 step("the log viewer pages through history on scroll and renders only what is in view", async () => {
   // Pages are 50 lines in this run (steward.logs.pageSize, set by the harness); the viewer fetches ahead
   // while within 30 rows of an end. Make the api log 300 lines so that history is left after that.
@@ -204,26 +224,6 @@ step("the Dashboard view shows live module states", async () => {
   assert.doesNotMatch(csp, /unsafe-(inline|eval)/);
 });
 
-step("screenshots of the workbench in Dark Modern, Light Modern and High Contrast", async () => {
-  const classes = { [THEMES.dark]: "vs-dark", [THEMES.light]: "vs", [THEMES.hc]: "hc-black" };
-  const bodyClasses = { [THEMES.dark]: "vscode-dark", [THEMES.light]: "vscode-light", [THEMES.hc]: "vscode-high-contrast" };
-  for (const [key, theme] of Object.entries(THEMES)) {
-    await env.setTheme(theme);
-    await waitUntil(20_000, `the ${theme} theme`, async () => {
-      const cls = (await env.page.locator(".monaco-workbench").getAttribute("class")) ?? "";
-      return cls.split(/\s+/).includes(classes[theme]);
-    });
-    // Let the theme reach the webviews (they restyle on a message) before taking the picture.
-    const frame = await env.webviewFrame('tr[data-module="api"]');
-    await waitUntil(10_000, "the dashboard to restyle", async () =>
-      ((await frame.locator("body").getAttribute("class")) ?? "").split(/\s+/).includes(bodyClasses[theme]),
-    );
-    const file = await env.screenshot(`workbench-${key}`);
-    assert.ok(fs.statSync(file).size > 10_000, `${file} looks empty`);
-  }
-  await env.setTheme(THEMES.dark);
-});
-
 step("a broken steward.toml shows a diagnostic at the offending line (daemon language features)", async (t) => {
   const caps = await daemonCapabilities(path.join(env.home, "run", "steward.sock"));
   if (!caps.textDocumentSync && !caps.diagnosticProvider) {
@@ -232,7 +232,9 @@ step("a broken steward.toml shows a diagnostic at the offending line (daemon lan
     t.skip("the daemon serves no language features yet (no textDocumentSync in its capabilities)");
     return;
   }
-  const lines = fs.readFileSync(env.stackFile, "utf8").split("\n");
+  const original = fs.readFileSync(env.stackFile, "utf8");
+  t.after(() => fs.writeFileSync(env.stackFile, original)); // the next step reopens the stack
+  const lines = original.split("\n");
   const idx = lines.findIndex((l) => l.startsWith("health = { tcp = \"127.0.0.1:${QUEUE_PORT}\""));
   assert.ok(idx > 0, "the demo's queue health line moved; update this test");
   lines[idx] = lines[idx].replace(/^health/, "helth");
