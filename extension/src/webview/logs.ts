@@ -49,7 +49,7 @@ app.innerHTML = `
     <option value="info">info+</option><option value="warn">warn+</option><option value="error">error</option>
   </select></label>
   <input id="grep" type="search" placeholder="Filter (exact text)" aria-label="Filter text" spellcheck="false">
-  <button id="follow" type="button" aria-pressed="true" title="Follow new lines">Follow</button>
+  <button id="follow" class="on" type="button" aria-pressed="true" title="Follow new lines">Follow</button>
   <span id="info" class="info" aria-live="polite"></span>
 </div>
 <div id="viewport" class="viewport" tabindex="0" role="log" aria-label="Log lines">

@@ -162,6 +162,10 @@ step("the log viewer follows new lines live", async () => {
 step("screenshots of the workbench in Dark Modern, Light Modern and High Contrast", async () => {
   const classes = { [THEMES.dark]: "vs-dark", [THEMES.light]: "vs", [THEMES.hc]: "hc-black" };
   const bodyClasses = { [THEMES.dark]: "vscode-dark", [THEMES.light]: "vscode-light", [THEMES.hc]: "vscode-high-contrast" };
+  // The open log viewer shows every module: the pictures show more than one kind of line.
+  const logs = await env.webviewFrame('#module option[value="worker"]:checked');
+  await logs.locator("#module").selectOption("");
+  await waitUntil(15_000, "all modules in the log viewer", async () => (await logs.locator("#app").getAttribute("data-loaded")) === "{}");
   for (const [key, theme] of Object.entries(THEMES)) {
     await env.setTheme(theme);
     await waitUntil(20_000, `the ${theme} theme`, async () => {
