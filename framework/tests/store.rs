@@ -611,6 +611,9 @@ fn notes_are_durable_when_add_note_returns() {
     assert_eq!(notes.len(), 1);
     assert_eq!((notes[0].id, notes[0].text.as_str()), (id, "remember: token=*** rotate keys"));
     assert_eq!(notes[0].module.as_deref(), Some("api"));
+    let one = other.note(id).unwrap().expect("the note by id");
+    assert_eq!((one.id, one.text.as_str(), one.project.as_str()), (id, "remember: token=*** rotate keys", "shop"));
+    assert_eq!(other.note(id + 1000).unwrap(), None);
     drop(other);
     drop(store);
     // …and after both are gone.

@@ -97,6 +97,8 @@ pub const LOGS_UNSUBSCRIBE: &str = "steward/logs/unsubscribe";
 pub const MEMORY_SEARCH: &str = "steward/memory/search";
 /// Request: store a note in the memory.
 pub const MEMORY_REMEMBER: &str = "steward/memory/remember";
+/// Request: one note, whole (search hits carry a snippet).
+pub const MEMORY_NOTE: &str = "steward/memory/note";
 /// Request: stored events, filtered and paged.
 pub const EVENTS_QUERY: &str = "steward/events/query";
 /// Request: stop every project and end the daemon.
@@ -869,6 +871,56 @@ impl Request for MemoryRemember {
     const METHOD: &'static str = MEMORY_REMEMBER;
     type Params = RememberParams;
     type Result = RememberResult;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// steward/memory/note
+
+/// Params of `steward/memory/note`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NoteParams {
+    /// Note id (a `MemoryHit` of kind `note`, or a `RememberResult`).
+    pub id: i64,
+}
+
+/// A stored note, whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Note {
+    /// Note id.
+    pub id: i64,
+    /// When it was stored.
+    pub ts_ms: u64,
+    /// Project (stack file path; empty for a note not tied to a project).
+    pub project: String,
+    /// Module it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// The text (secrets masked).
+    pub text: String,
+    /// Tags (`incident` on the daemon's crash notes).
+    pub tags: Vec<String>,
+    /// Where it came from: `cli`, `editor`, `incident` (written by the daemon for a crash), …
+    pub source: String,
+}
+
+/// Result of `steward/memory/note`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NoteResult {
+    /// The note; absent when no note has that id (never stored, or dropped by retention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<Note>,
+}
+
+/// `steward/memory/note`.
+#[derive(Debug)]
+pub enum MemoryNote {}
+impl Request for MemoryNote {
+    const METHOD: &'static str = MEMORY_NOTE;
+    type Params = NoteParams;
+    type Result = NoteResult;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -77,6 +77,9 @@ export const MEMORY_SEARCH = "steward/memory/search";
 /** Request: store a note in the memory. */
 export const MEMORY_REMEMBER = "steward/memory/remember";
 
+/** Request: one note, whole (search hits carry a snippet). */
+export const MEMORY_NOTE = "steward/memory/note";
+
 /** Request: stored events, filtered and paged. */
 export const EVENTS_QUERY = "steward/events/query";
 
@@ -569,6 +572,36 @@ export interface RememberResult {
   id: number;
 }
 
+/** Params of `steward/memory/note`. */
+export interface NoteParams {
+  /** Note id (a `MemoryHit` of kind `note`, or a `RememberResult`). */
+  id: number;
+}
+
+/** A stored note, whole. */
+export interface Note {
+  /** Note id. */
+  id: number;
+  /** When it was stored. */
+  tsMs: number;
+  /** Project (stack file path; empty for a note not tied to a project). */
+  project: string;
+  /** Module it is about. */
+  module?: string;
+  /** The text (secrets masked). */
+  text: string;
+  /** Tags (`incident` on the daemon's crash notes). */
+  tags: string[];
+  /** Where it came from: `cli`, `editor`, `incident` (written by the daemon for a crash), … */
+  source: string;
+}
+
+/** Result of `steward/memory/note`. */
+export interface NoteResult {
+  /** The note; absent when no note has that id (never stored, or dropped by retention). */
+  note?: Note;
+}
+
 /** Params of `steward/events/query`. Paged like `steward/logs/query`. */
 export interface EventQueryParams {
   /** Project path or name. */
@@ -743,6 +776,7 @@ export interface Requests {
   "steward/logs/unsubscribe": { params: LogUnsubscribeParams; result: LogUnsubscribeResult };
   "steward/memory/search": { params: MemorySearchParams; result: MemorySearchResult };
   "steward/memory/remember": { params: RememberParams; result: RememberResult };
+  "steward/memory/note": { params: NoteParams; result: NoteResult };
   "steward/events/query": { params: EventQueryParams; result: EventQueryResult };
   "steward/daemon/stop": { params: DaemonStopParams; result: DaemonStopResult };
 }

@@ -206,6 +206,13 @@ test("vscode-jsonrpc drives the daemon: handshake, status, demo up, crash event,
     return r.hits[0];
   });
   assert.equal(note.module, "worker", JSON.stringify(note));
+  // The whole note by id (hits carry a snippet): the incident, tagged, quoting the worker's log.
+  const whole = await conn.sendRequest("steward/memory/note", { id: note.id });
+  assert.equal(whole.note?.id, note.id, JSON.stringify(whole));
+  assert.ok(whole.note.tags.includes("incident"), JSON.stringify(whole.note.tags));
+  assert.equal(whole.note.source, "incident");
+  assert.match(whole.note.text, /worker: polling/, whole.note.text);
+  assert.deepEqual(await conn.sendRequest("steward/memory/note", { id: note.id + 1_000_000 }), {});
   const polling = await conn.sendRequest("steward/memory/search", {
     query: "polling",
     project: "demo",

@@ -232,6 +232,19 @@ pub fn store_kind(k: p::MemoryKind) -> store::Kind {
     }
 }
 
+/// A stored note.
+pub fn note(n: store::NoteRecord) -> p::Note {
+    p::Note {
+        id: n.id,
+        ts_ms: n.ts_ms,
+        project: n.project,
+        module: n.module,
+        text: n.text,
+        tags: n.tags,
+        source: n.source,
+    }
+}
+
 /// A memory hit.
 pub fn hit(h: store::Hit) -> p::MemoryHit {
     p::MemoryHit {

@@ -246,6 +246,13 @@ pub async fn memory_remember(ctx: Ctx, params: p::RememberParams) -> Result<p::R
     Ok(p::RememberResult { id })
 }
 
+/// `steward/memory/note`.
+pub async fn memory_note(ctx: Ctx, params: p::NoteParams) -> Result<p::NoteResult> {
+    let store = ctx.state.store.clone();
+    let note = blocking(move || Ok(store.note(params.id)?)).await?;
+    Ok(p::NoteResult { note: note.map(convert::note) })
+}
+
 /// `steward/events/query`.
 pub async fn events_query(ctx: Ctx, params: p::EventQueryParams) -> Result<p::EventQueryResult> {
     let q = EventQuery {

@@ -178,6 +178,7 @@ fn methods(b: LspServiceBuilder<Backend>) -> LspServiceBuilder<Backend> {
     let b = route::<p::LogsUnsubscribe, _, _>(b, handlers::logs_unsubscribe);
     let b = route::<p::MemorySearch, _, _>(b, handlers::memory_search);
     let b = route::<p::MemoryRemember, _, _>(b, handlers::memory_remember);
+    let b = route::<p::MemoryNote, _, _>(b, handlers::memory_note);
     let b = route::<p::EventsQuery, _, _>(b, handlers::events_query);
     route::<p::DaemonStop, _, _>(b, handlers::daemon_stop)
 }

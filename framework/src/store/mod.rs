@@ -1003,6 +1003,11 @@ impl Store {
         self.inner.readers.with(|c| read::notes(c, project, limit))
     }
 
+    /// One note by id (whole text; search hits carry only a snippet). None when there is no such note.
+    pub fn note(&self, id: i64) -> Result<Option<NoteRecord>> {
+        self.inner.readers.with(|c| read::note(c, id))
+    }
+
     /// Process runs of a project (and module), newest first.
     pub fn runs(&self, project: &str, module: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
         self.inner.readers.with(|c| read::runs(c, project, module, limit))

@@ -964,6 +964,27 @@ pub(crate) fn notes(conn: &Connection, project: Option<&str>, limit: usize) -> R
     Ok(out)
 }
 
+pub(crate) fn note(conn: &Connection, id: i64) -> Result<Option<NoteRecord>> {
+    let names = Names::load(conn)?;
+    let sql = "SELECT id, ts_ms, project_id, module_id, text, tags, source FROM notes WHERE id = ?1";
+    let note = conn
+        .prepare_cached(sql)?
+        .query_row([id], |r| {
+            let tags: String = r.get(5)?;
+            Ok(NoteRecord {
+                id: r.get(0)?,
+                ts_ms: r.get::<_, i64>(1)?.max(0) as u64,
+                project: names.project(r.get(2)?),
+                module: names.module(r.get(3)?),
+                text: r.get(4)?,
+                tags: tags.split_whitespace().map(str::to_string).collect(),
+                source: r.get(6)?,
+            })
+        })
+        .optional()?;
+    Ok(note)
+}
+
 pub(crate) fn runs(conn: &Connection, project: &str, module: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
     let names = Names::load(conn)?;
     let Some(ids) = names.module_ids(Some(project), module) else { return Ok(Vec::new()) };

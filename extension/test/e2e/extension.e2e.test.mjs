@@ -1,0 +1,285 @@
+// The extension end to end, in a real VS Code (code-server + Chromium), against a real daemon running the
+// demo stack. One workbench for the whole file (starting one takes ~15 s); the steps run in order and each
+// checks what a person would see, and, where it matters, what the daemon says through the CLI.
+//
+//   (cd extension && npm run package) && cargo build -p steward && node --test test/e2e/
+//
+// Screenshots (Dark Modern, Light Modern, High Contrast) go to tests/out/e2e/.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { createRequire } from "node:module";
+import { performance } from "node:perf_hooks";
+import { Env, THEMES, outDir, waitUntil } from "./harness.mjs";
+
+const env = new Env({ name: "e2e" });
+let failed = false;
+const figures = {};
+
+before(async () => {
+  await env.start();
+});
+
+after(async () => {
+  if (failed) console.log(`e2e: logs kept in ${env.keepLogs()}`);
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, "figures.json"), JSON.stringify(figures, null, 2));
+  await env.stop();
+});
+
+/** Wraps a step so a failure keeps the logs. */
+function step(name, fn, timeout = 90_000) {
+  test(name, { timeout }, async (t) => {
+    try {
+      await fn(t);
+    } catch (e) {
+      failed = true;
+      await env.screenshot(`failed-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}`).catch(() => undefined);
+      throw e;
+    }
+  });
+}
+
+/** The Services tree's rows (label and description), by module name. */
+async function servicesRows() {
+  const page = env.page;
+  const pane = page.locator(".pane", { has: page.locator(".pane-header", { hasText: "Services" }) });
+  // Each row's accessible name is "module, description" (tree.ts sets it).
+  return pane.locator(".monaco-list-row").evaluateAll((els) => els.map((e) => e.getAttribute("aria-label") ?? ""));
+}
+
+function moduleState(status, name) {
+  return status?.modules?.find((m) => m.name === name);
+}
+
+step("the .vsix installs into a fresh code-server", async () => {
+  assert.match(env.installed.list, /^steward\.steward@0\.1\.0$/m, env.installed.list + env.installed.install);
+});
+
+step("the status bar shows the stack's status and profile; Up starts it", async () => {
+  // The extension found no daemon, started one, and opened the workspace's steward.toml (not up yet).
+  await waitUntil(45_000, "the status bar to show the stack down, with its profile", async () => {
+    const s = await env.statusBarText();
+    return /\bdown\b/.test(s) && /\bfull\b/.test(s) && /IPC –/.test(s);
+  });
+  assert.ok(env.daemonPid(), "the extension did not start the daemon");
+  await env.runCommand("Steward: Up (Start the Stack)");
+  await waitUntil(60_000, "the status bar to show 4/4", async () => /\b4\/4\b/.test(await env.statusBarText()));
+  const st = env.status();
+  for (const m of ["db", "queue", "api", "worker"]) assert.equal(moduleState(st, m)?.state, "running", JSON.stringify(st));
+  assert.match(await env.statusBarText(), /\bfull\b/);
+});
+
+step("the Services tree lists every module with its state", async () => {
+  await env.runCommand("Steward: Focus on Services View");
+  const rows = await waitUntil(20_000, "four running modules in the Services tree", async () => {
+    const r = await servicesRows();
+    return ["db", "queue", "api", "worker"].every((m) => r.some((x) => x.startsWith(`${m}, running`))) && r;
+  });
+  assert.equal(rows.length, 4, rows.join("\n"));
+});
+
+step("killing a demo module raises an error notification within seconds; the tree shows the restart", async (t) => {
+  const api = moduleState(env.status(), "api");
+  assert.ok(api?.pid > 0, JSON.stringify(api));
+  const t0 = performance.now();
+  process.kill(api.pid, "SIGKILL");
+  const toast = env.page.locator(".notifications-toasts .notification-toast", { hasText: "api crashed" });
+  await toast.first().waitFor({ state: "visible", timeout: 5_000 });
+  const latency = performance.now() - t0;
+  figures.crashToNotificationMs = latency;
+  t.diagnostic(`crash → notification: ${latency.toFixed(0)} ms`);
+  const text = (await toast.first().innerText()).replace(/\s+/g, " ");
+  assert.match(text, /killed by SIGKILL/, text);
+  assert.match(text, /View Logs/, text);
+  assert.match(text, /Restart/, text);
+  // The daemon restarts it (backoff 200 ms); the tree then says so.
+  await waitUntil(30_000, "the tree to show api running again with one restart", async () =>
+    (await servicesRows()).some((r) => /^api, running .*1 restart\b/.test(r)),
+  );
+  assert.equal(moduleState(env.status(), "api")?.restarts, 1);
+  await env.runCommand("Notifications: Clear All Notifications");
+});
+
+step("Search Memory finds the crash's incident note and opens its whole text", async () => {
+  await env.runCommand("Steward: Search Memory");
+  await env.page.locator(".quick-input-widget input").fill("api SIGKILL");
+  await env.pick("api killed by signal 9");
+  // An untitled editor with the note, fetched whole: its header and the api's last log lines.
+  // (The editor renders spaces as no-break spaces.)
+  const editor = env.page.locator(".editor-instance .monaco-editor .view-lines").first();
+  const editorText = async () => (await editor.innerText()).replace(/\u00a0/g, " ");
+  await waitUntil(15_000, "the note in an editor", async () => /Note #\d+/.test(await editorText()));
+  const text = await editorText();
+  assert.match(text, /Tags: incident/, text);
+  assert.match(text, /api: listening on http:\/\/127\.0\.0\.1:/, text);
+  await env.runCommand("View: Revert and Close Editor");
+});
+
+step("Search Memory finds a demo module's log line and opens it in the log viewer at that line", async () => {
+  await env.runCommand("Steward: Search Memory");
+  await env.page.locator(".quick-input-widget input").fill("listening");
+  await env.pick("db: ready, listening on 127.0.0.1:");
+  const frame = await env.webviewFrame(".row.highlight");
+  const hl = await frame.locator(".row.highlight").innerText();
+  assert.match(hl, /db: ready, listening on 127\.0\.0\.1:\d+/, hl);
+  // The highlighted line is in view.
+  const box = await frame.locator(".row.highlight").boundingBox();
+  const vp = await frame.locator("#viewport").boundingBox();
+  assert.ok(box && vp && box.y >= vp.y && box.y + box.height <= vp.y + vp.height, `not in view: ${JSON.stringify({ box, vp })}`);
+
+  // Filters: every module, exact text "ready" → only matching lines, from several modules.
+  await frame.locator("#module").selectOption("");
+  await frame.locator("#grep").fill("ready");
+  // The page marks the filter its rows were loaded with.
+  await waitUntil(15_000, "the filtered reload", async () => (await frame.locator("#app").getAttribute("data-loaded")) === JSON.stringify({ grep: "ready" }));
+  const texts = await waitUntil(15_000, "filtered lines from db and queue", async () => {
+    const rows = await frame.locator(".row .text").allInnerTexts();
+    return rows.length >= 2 && rows.some((r) => r.startsWith("db:")) && rows.some((r) => r.startsWith("queue:")) && rows;
+  });
+  for (const r of texts) assert.ok(r.includes("ready"), `unfiltered line: ${r}`);
+});
+
+step("the log viewer follows new lines live", async () => {
+  await env.runCommand("Steward: View Logs");
+  await env.pick("worker");
+  const frame = await env.webviewFrame('#module option[value="worker"]:checked');
+  const count = async () => Number(((await frame.locator("#info").innerText()).match(/^([\d,]+) line/) || [])[1]?.replace(/,/g, "") ?? 0);
+  const first = await waitUntil(15_000, "worker lines", async () => (await count()) > 0 && count());
+  // The worker logs a job line whenever the api publishes one: make it do so.
+  const port = env.ports.DEMO_API_PORT;
+  await fetch(`http://127.0.0.1:${port}/orders`);
+  await waitUntil(15_000, "the processed job to appear live", async () =>
+    (await frame.locator(".row .text").allInnerTexts()).some((t) => t.includes("processed job 'order'")),
+  );
+  assert.ok((await count()) > first, "no new lines arrived");
+  assert.equal(await frame.locator("#follow").getAttribute("aria-pressed"), "true");
+});
+
+step("screenshots of the workbench in Dark Modern, Light Modern and High Contrast", async () => {
+  const classes = { [THEMES.dark]: "vs-dark", [THEMES.light]: "vs", [THEMES.hc]: "hc-black" };
+  const bodyClasses = { [THEMES.dark]: "vscode-dark", [THEMES.light]: "vscode-light", [THEMES.hc]: "vscode-high-contrast" };
+  // The open log viewer shows every module: the pictures show more than one kind of line.
+  const logs = await env.webviewFrame('#module option[value="worker"]:checked');
+  await logs.locator("#module").selectOption("");
+  await waitUntil(15_000, "all modules in the log viewer", async () => (await logs.locator("#app").getAttribute("data-loaded")) === "{}");
+  for (const [key, theme] of Object.entries(THEMES)) {
+    await env.setTheme(theme);
+    await waitUntil(20_000, `the ${theme} theme`, async () => {
+      const cls = (await env.page.locator(".monaco-workbench").getAttribute("class")) ?? "";
+      return cls.split(/\s+/).includes(classes[theme]);
+    });
+    // Let the theme reach the webviews (they restyle on a message) before taking the picture.
+    const frame = await env.webviewFrame('tr[data-module="api"]');
+    await waitUntil(10_000, "the dashboard to restyle", async () =>
+      ((await frame.locator("body").getAttribute("class")) ?? "").split(/\s+/).includes(bodyClasses[theme]),
+    );
+    const file = await env.screenshot(`workbench-${key}`);
+    assert.ok(fs.statSync(file).size > 10_000, `${file} looks empty`);
+  }
+  await env.setTheme(THEMES.dark);
+});
+
+step("the log viewer pages through history on scroll and renders only what is in view", async () => {
+  // Pages are 50 lines in this run (steward.logs.pageSize, set by the harness); the viewer fetches ahead
+  // while within 30 rows of an end. Make the api log 300 lines so that history is left after that.
+  for (let i = 0; i < 300; i++) await fetch(`http://127.0.0.1:${env.ports.DEMO_API_PORT}/orders`);
+  await env.runCommand("Steward: View Logs");
+  await env.pick("api");
+  const frame = await env.webviewFrame('#module option[value="api"]:checked');
+  const info = () => frame.locator("#info").innerText();
+  const count = async () => Number(((await info()).match(/^([\d,]+) line/) || [])[1]?.replace(/,/g, "") ?? 0);
+  const first = await waitUntil(15_000, "the first pages (more above)", async () => (await count()) >= 50 && /more above/.test(await info()) && count());
+  await frame.locator("#viewport").evaluate((v) => {
+    v.scrollTop = 0;
+    v.dispatchEvent(new Event("scroll"));
+  });
+  await waitUntil(15_000, "an older page to be fetched", async () => (await count()) > first);
+  const rendered = await frame.locator(".row").count();
+  assert.ok(rendered < (await count()), `every line is in the DOM (${rendered} rows)`);
+});
+
+step("Switch Profile changes the running modules (checked through the CLI)", async () => {
+  await env.runCommand("Steward: Switch Profile");
+  await env.pick("minimal");
+  await waitUntil(60_000, "the worker to stop and the profile to be minimal", () => {
+    const st = env.status();
+    const w = moduleState(st, "worker");
+    return st?.profile === "minimal" && (!w || w.state === "stopped" || !w.wanted);
+  });
+  const st = env.status();
+  for (const m of ["db", "queue", "api"]) assert.equal(moduleState(st, m)?.state, "running", JSON.stringify(st));
+  await waitUntil(15_000, "the status bar to show the minimal profile", async () => /\bminimal\b/.test(await env.statusBarText()));
+});
+
+step("the Dashboard view shows live module states", async () => {
+  await env.runCommand("Steward: Show Dashboard");
+  const frame = await env.webviewFrame('tr[data-module="api"]');
+  await waitUntil(10_000, "api running in the dashboard", async () =>
+    (await frame.locator('tr[data-module="api"]').getAttribute("data-state")) === "running",
+  );
+  // Its CSP forbids anything but its own nonce'd script and local files.
+  const csp = await frame.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute("content");
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /script-src 'nonce-[^']+'/);
+  assert.doesNotMatch(csp, /unsafe-(inline|eval)/);
+});
+
+step("a broken steward.toml shows a diagnostic at the offending line (daemon language features)", async (t) => {
+  const caps = await daemonCapabilities(path.join(env.home, "run", "steward.sock"));
+  if (!caps.textDocumentSync && !caps.diagnosticProvider) {
+    // The daemon side of the language features is built in parallel (issue 4); until it is merged the daemon
+    // announces no text document support and this step cannot pass.
+    t.skip("the daemon serves no language features yet (no textDocumentSync in its capabilities)");
+    return;
+  }
+  const original = fs.readFileSync(env.stackFile, "utf8");
+  t.after(() => fs.writeFileSync(env.stackFile, original)); // the next step reopens the stack
+  const lines = original.split("\n");
+  const idx = lines.findIndex((l) => l.startsWith("health = { tcp = \"127.0.0.1:${QUEUE_PORT}\""));
+  assert.ok(idx > 0, "the demo's queue health line moved; update this test");
+  lines[idx] = lines[idx].replace(/^health/, "helth");
+  fs.writeFileSync(env.stackFile, lines.join("\n"));
+  await env.runCommand("Steward: Open Stack File");
+  await env.runCommand("View: Focus Problems (Errors, Warnings, Infos)");
+  const want = `[Ln ${idx + 1},`;
+  await waitUntil(20_000, `a problem at line ${idx + 1}`, async () => {
+    const rows = await env.page.locator(".markers-panel .monaco-list-row").allInnerTexts();
+    return rows.some((r) => r.includes("helth") || (r.includes(want) && /health/.test(r)));
+  });
+  const rows = (await env.page.locator(".markers-panel .monaco-list-row").allInnerTexts()).join("\n");
+  assert.ok(rows.includes(want), `no problem at line ${idx + 1}:\n${rows}`);
+});
+
+step("a stopped daemon shows 'not running' with Start; Start brings it back", async () => {
+  env.cli(["daemon", "stop"], { json: false });
+  await waitUntil(30_000, "the status bar to say the daemon is not running", async () =>
+    /not running/.test(await env.statusBarText()),
+  );
+  await env.runCommand("Steward: Start Daemon");
+  await waitUntil(30_000, "the status bar to show the stack again", async () => {
+    const s = await env.statusBarText();
+    return !/not running/.test(s) && /\b(down|\d+\/\d+)\b/.test(s);
+  });
+  assert.ok(env.daemonPid(), "no daemon after Start Daemon");
+});
+
+/** The daemon's `initialize` capabilities, asked over its socket with Microsoft's vscode-jsonrpc. */
+async function daemonCapabilities(socketPath) {
+  const require = createRequire(import.meta.url);
+  const { createMessageConnection, StreamMessageReader, StreamMessageWriter } = require("vscode-jsonrpc/node");
+  const sock = net.createConnection(socketPath);
+  await new Promise((resolve, reject) => sock.once("connect", resolve).once("error", reject));
+  const conn = createMessageConnection(new StreamMessageReader(sock), new StreamMessageWriter(sock));
+  conn.listen();
+  try {
+    const init = await conn.sendRequest("initialize", { processId: process.pid, rootUri: null, capabilities: {} });
+    return init.capabilities ?? {};
+  } finally {
+    conn.dispose();
+    sock.destroy();
+  }
+}
