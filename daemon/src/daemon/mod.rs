@@ -14,12 +14,14 @@
 //! - [`state`]: projects, their engines, log consumers and event forwarders; incidents.
 //! - [`framing`]: size limits, timeouts and the bounded outgoing queue around the library's framing.
 //! - [`sessions`]: broadcast registry. [`tail`]: log subscriptions. [`orphans`]: crash recovery.
+//! - [`ops`]: backups (on request and scheduled), store maintenance, the health check, `$/progress`.
 
 mod convert;
 mod error;
 mod framing;
 mod handlers;
 mod logfile;
+mod ops;
 mod orphans;
 mod server;
 mod sessions;
@@ -138,6 +140,14 @@ async fn serve(home: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let backup = match crate::ops::settings::BackupSettings::from_env(&home) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let store = match tokio::task::spawn_blocking(move || {
         let store = Store::open(&store_path)?;
         store.set_retention(retention)?;
@@ -182,8 +192,9 @@ async fn serve(home: PathBuf) -> ExitCode {
             });
         }
     }
-    let state = Arc::new(DaemonState::new(home.clone(), store, framing::Limits::from_env()));
+    let state = Arc::new(DaemonState::new(home.clone(), store, framing::Limits::from_env(), backup));
     let tail = tokio::spawn(tail::Tail::run(state.clone()));
+    let scheduler = tokio::spawn(ops::scheduler(state.clone()));
     let accept = tokio::spawn(server::accept_loop(state.clone(), listener));
     tracing::info!(
         "steward daemon {} (pid {}) listening on {}",
@@ -214,6 +225,7 @@ async fn serve(home: PathBuf) -> ExitCode {
         _ = int.recv() => kill_now(),
     }
     state.sessions.cancel_all();
+    scheduler.abort();
     let _ = tail.await;
     // Give sessions a moment to close their sockets.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);

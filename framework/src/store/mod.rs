@@ -1095,6 +1095,11 @@ impl Store {
     }
 }
 
+/// The version of the SQLite library the store uses (for diagnostics).
+pub fn sqlite_version() -> &'static str {
+    rusqlite::version()
+}
+
 /// Lines an incident note quotes.
 pub const INCIDENT_LINES: usize = 20;
 
