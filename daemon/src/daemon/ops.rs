@@ -364,16 +364,17 @@ pub async fn db_maintain(ctx: Ctx, params: p::DbMaintainParams) -> Result<p::DbM
         (p::DbAction::Vacuum, true) => (before.used_bytes, before.used_bytes),
         _ => (after.file_bytes, after.used_bytes),
     };
-    let would = if dry { "would " } else { "" };
+    let (shrink, index, delete) =
+        if dry { ("would shrink", "would index", "would delete") } else { ("shrank", "indexed", "deleted") };
     let summary = match params.action {
         p::DbAction::Vacuum => format!(
-            "vacuum {would}shrink the store from {} to {}",
+            "vacuum {shrink} the store from {} to {}",
             crate::ops::human_bytes(before.file_bytes),
             crate::ops::human_bytes(file_after)
         ),
-        p::DbAction::Reindex => format!("reindex {would}index {rows_indexed} log lines (and every event and note)"),
+        p::DbAction::Reindex => format!("reindex {index} {rows_indexed} log lines (and every event and note)"),
         p::DbAction::Prune => format!(
-            "prune {would}delete {logs_deleted} log lines and {events_deleted} events (retention: {}, {})",
+            "prune {delete} {logs_deleted} log lines and {events_deleted} events (retention: {}, {})",
             crate::ops::human_bytes(store.retention().max_bytes),
             crate::ops::human_duration(store.retention().max_age)
         ),

@@ -309,6 +309,16 @@ fn restore(home: &Path, repo: &Repository, args: &RestoreArgs, json: bool) -> Ex
         Some(dir) => files.iter().map(|f| (*f, Dest::File(dir.join(&f.path)))).collect(),
         None => files.iter().map(|f| (*f, in_place(home, &m, f))).collect(),
     };
+    // Files that are already as in the backup are left alone (and do not count as overwriting).
+    let (unchanged, plan): (Vec<_>, Vec<_>) = plan.into_iter().partition(|(f, dest)| match dest {
+        Dest::File(path) => hash_file(path).is_ok_and(|(sha, size)| sha == f.sha256 && size == f.size),
+        Dest::Hook { .. } => false,
+    });
+    for (f, _) in &unchanged {
+        if !json {
+            println!("unchanged {} (already as in the backup)", f.path);
+        }
+    }
     if args.to.is_none() {
         if let Err(code) = make_room(home, &plan, args.force) {
             return code;

@@ -297,10 +297,16 @@ fn build(home: &Path, output: &Path, stamp: &str, lines: usize) -> std::io::Resu
             }
             put(&mut a, "events.txt", text)?;
             for proj in st.projects().unwrap_or_default() {
-                let name = Path::new(&proj.project)
-                    .parent()
-                    .and_then(|d| d.file_name())
-                    .map(|n| n.to_string_lossy().into_owned())
+                let name = stacks
+                    .iter()
+                    .find(|s| s.file == Path::new(&proj.project))
+                    .map(|s| s.project.clone())
+                    .or_else(|| {
+                        Path::new(&proj.project)
+                            .parent()
+                            .and_then(|d| d.file_name())
+                            .map(|n| n.to_string_lossy().into_owned())
+                    })
                     .unwrap_or_default();
                 let slug = project_slug(&name, &proj.project);
                 for module in &proj.modules {

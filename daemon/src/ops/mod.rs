@@ -223,11 +223,23 @@ pub enum ReportFormat {
     Html,
 }
 
-/// `7d`, `24h`, `90m`.
+/// `7d`, `2w`, `24h`, `90m`.
 fn parse_period(s: &str) -> Result<Duration, String> {
-    let d = steward_framework::config::parse_duration(s)
-        .map_err(|e| format!("`{s}`: {e} (expected a duration like 24h or 7d)"))?;
-    if d.is_zero() { Err("the period must be longer than zero".into()) } else { Ok(d) }
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a period (expected e.g. 24h, 7d or 2w)"))?;
+    let secs = match unit {
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("unknown unit `{unit}` in `{s}` (use m, h, d or w)")),
+    };
+    if n == 0 {
+        return Err("the period must be longer than zero".into());
+    }
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
 /// Runs an operations subcommand.
@@ -378,6 +390,16 @@ pub fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periods() {
+        assert_eq!(parse_period("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_period("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_period("90m"), Ok(Duration::from_secs(5_400)));
+        assert!(parse_period("0d").is_err());
+        assert!(parse_period("7y").unwrap_err().contains("`y`"));
+        assert!(parse_period("soon").is_err());
+    }
 
     #[test]
     fn formatting() {

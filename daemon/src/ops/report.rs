@@ -44,6 +44,8 @@ pub struct ModuleReport {
 pub struct ProjectReport {
     /// Stack file path.
     pub project: String,
+    /// `[project] name`, when the stack file still loads.
+    pub name: Option<String>,
     /// Modules.
     pub modules: Vec<ModuleReport>,
     /// Crashes per day of the period (oldest first).
@@ -192,6 +194,9 @@ pub fn collect(store: &Store, home: &Path, from: u64, until: u64) -> Result<Repo
             let mut up = 0u64;
             let mut next_start: Option<u64> = None;
             let mut started = 0;
+            // Observed from the period's start, or from the module's first run when that is later.
+            let first = runs.iter().map(|r| r.started_ms).min().unwrap_or(until);
+            let observed = until.saturating_sub(from.max(first.min(until))).max(1);
             for r in &runs {
                 let end = r.ended_ms.or(next_start).unwrap_or(until).min(until);
                 let start = r.started_ms.max(from);
@@ -219,7 +224,7 @@ pub fn collect(store: &Store, home: &Path, from: u64, until: u64) -> Result<Repo
             }
             modules.push(ModuleReport {
                 name: module.clone(),
-                uptime_pct: (up as f64 * 100.0 / period as f64).min(100.0),
+                uptime_pct: (up as f64 * 100.0 / observed as f64).min(100.0),
                 runs: started,
                 crashes,
                 restarts,
@@ -228,7 +233,13 @@ pub fn collect(store: &Store, home: &Path, from: u64, until: u64) -> Result<Repo
         for e in evs.iter().filter(|e| e.level == Level::Error) {
             alerts.push(Alert { ts_ms: e.ts_ms, project: proj.project.clone(), text: e.text.clone() });
         }
-        projects.push(ProjectReport { project: proj.project, modules, crashes_per_day });
+        let name = steward_framework::config::load(
+            Path::new(&proj.project),
+            &steward_framework::config::LoadOptions::from_process_env(None),
+        )
+        .map(|s| s.project)
+        .ok();
+        projects.push(ProjectReport { project: proj.project, name, modules, crashes_per_day });
     }
     for n in store.notes(None, 1000).map_err(|e| e.to_string())? {
         if n.ts_ms >= from && n.tags.iter().any(|t| t == "alert") {
@@ -274,8 +285,12 @@ pub fn collect(store: &Store, home: &Path, from: u64, until: u64) -> Result<Repo
     Ok(Report { since_ms: from, until_ms: until, projects, alerts, alert_count, top_errors: top, backups })
 }
 
-fn project_title(path: &str) -> String {
-    let name = Path::new(path).parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned());
+fn project_title(p: &ProjectReport) -> String {
+    let path = p.project.as_str();
+    let name = p
+        .name
+        .clone()
+        .or_else(|| Path::new(path).parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()));
     match name {
         Some(n) if !n.is_empty() => format!("{n} ({path})"),
         _ => path.to_string(),
@@ -319,7 +334,7 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(s, "No project has recorded anything yet.\n");
     }
     for p in &r.projects {
-        let _ = writeln!(s, "## {}\n", project_title(&p.project));
+        let _ = writeln!(s, "## {}\n", project_title(p));
         let _ = writeln!(s, "| module | uptime | runs | crashes | restarts |\n|---|---:|---:|---:|---:|");
         for m in &p.modules {
             let _ = writeln!(s, "| {} | {:.1}% | {} | {} | {} |", m.name, m.uptime_pct, m.runs, m.crashes, m.restarts);
@@ -433,7 +448,7 @@ pub fn html(r: &Report) -> String {
         local_time(r.until_ms)
     );
     for p in &r.projects {
-        let _ = writeln!(s, "<h2>{}</h2>", esc(&project_title(&p.project)));
+        let _ = writeln!(s, "<h2>{}</h2>", esc(&project_title(p)));
         let _ = writeln!(s, "<h3>Uptime</h3>{}", uptime_svg(p));
         let _ = writeln!(s, "<h3>Crashes per day</h3>{}", crashes_svg(p));
         s.push_str("<table><tr><th>module</th><th>uptime</th><th>runs</th><th>crashes</th><th>restarts</th></tr>\n");
@@ -497,6 +512,7 @@ mod tests {
             until_ms: 86_400_000,
             projects: vec![ProjectReport {
                 project: "/x/<p>/steward.toml".into(),
+                name: None,
                 modules: vec![ModuleReport { name: "a<b".into(), uptime_pct: 50.0, runs: 1, crashes: 2, restarts: 1 }],
                 crashes_per_day: vec![2],
             }],
