@@ -337,7 +337,7 @@ pub async fn db_maintain(ctx: Ctx, params: p::DbMaintainParams) -> Result<p::DbM
                 rows_indexed = super::handlers::blocking(move || {
                     Ok(s.reindex(move |done, total| {
                         if let Ok(mut k) = sink.lock() {
-                            let pct = if total == 0 { 100 } else { (done * 100 / total) as u32 };
+                            let pct = (done * 100).checked_div(total).unwrap_or(100) as u32;
                             k.report(pct, format!("{done}/{total} log lines indexed"));
                         }
                     })?)

@@ -250,7 +250,7 @@ pub fn collect(store: &Store, home: &Path, from: u64, until: u64) -> Result<Repo
             });
         }
     }
-    alerts.sort_by(|a, b| b.ts_ms.cmp(&a.ts_ms));
+    alerts.sort_by_key(|a| std::cmp::Reverse(a.ts_ms));
     let alert_count = alerts.len();
     alerts.truncate(20);
     let errors = store

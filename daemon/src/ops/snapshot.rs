@@ -50,7 +50,7 @@ pub fn make_backup(repo: &Repository, input: BackupInput, progress: Progress<'_>
     // The store: 0–70 %.
     let tmp = w.temp_path("store.db");
     sqlite::snapshot_database(&input.store, &tmp, |done, total| {
-        let pct = if total == 0 { 0 } else { (done * 70 / total) as u32 };
+        let pct = (done * 70).checked_div(total).unwrap_or(0) as u32;
         progress(pct, format!("store: {done}/{total} pages"));
     })?;
     w.add_owned(
