@@ -6,6 +6,7 @@
 mod cli;
 mod client;
 mod daemon;
+mod ops;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -73,6 +74,8 @@ enum Command {
     },
     #[command(flatten)]
     Client(cli::ClientCommand),
+    #[command(flatten)]
+    Ops(ops::OpsCommand),
 }
 
 #[derive(Subcommand)]
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Daemon { action: None } => daemon::run(),
         Command::Daemon { action: Some(action) } => daemon_control(action, cli.json),
         Command::Client(cmd) => cli::run(cmd, cli.json, Cli::command),
+        Command::Ops(cmd) => ops::run(cmd, cli.json),
     }
 }
 

@@ -8,8 +8,11 @@
 //!   diffs) as pure functions over data and time. No I/O.
 //! - [`process`], [`probe`]: the edge — spawning process groups, capturing output, signals, health checks.
 //! - [`engine`]: the async driver that feeds real-world inputs to the core and executes its actions.
+//! - [`store`]: logs, events, runs and notes in SQLite (the memory).
+//! - [`backup`]: the content-addressed backup repository, the store's online copy, retention.
 #![deny(missing_docs)]
 
+pub mod backup;
 pub mod config;
 pub mod core;
 pub mod engine;

@@ -135,7 +135,14 @@ fn dump(stack: &Stack) -> String {
             out.push(format!("  limits: memory={:?} open_files={:?}", m.limits.memory, m.limits.open_files));
         }
         if let Some(b) = &m.backup {
-            out.push(format!("  backup: run={:?} output={:?}", b.run, b.output));
+            let mut line = format!("  backup: run={:?} output={:?}", b.run, b.output);
+            if let Some(r) = &b.restore {
+                line.push_str(&format!(" restore={r:?}"));
+            }
+            if b.timeout != steward_framework::config::BackupSpec::DEFAULT_TIMEOUT {
+                line.push_str(&format!(" timeout={:?}", b.timeout));
+            }
+            out.push(line);
         }
     }
     out.join("\n")
@@ -184,7 +191,7 @@ version = "15.2"
 env = { PORT = 5432, FAST = true }
 provides = { db = "postgres://127.0.0.1:${PORT}/shop" }
 health = { tcp = "127.0.0.1:${PORT}", retries = 30 }
-backup = { run = "pg_dump -p ${PORT} shop", output = "db.sql" }
+backup = { run = "pg_dump -p ${PORT} shop", output = "db.sql", restore = "psql -p ${PORT} shop", timeout = "90s" }
 
 [modules.api]
 run = "cargo run -p api"
@@ -223,7 +230,7 @@ limits = { memory = "1GiB", open_files = 4096 }
               health: tcp 127.0.0.1:5432 interval=2s timeout=500ms retries=30 start_period=1s
               restart: Always backoff=1s..60s max_restarts=9 window=120s stable_after=30s
               stop: signal=2 timeout=3s
-              backup: run="pg_dump -p 5432 shop" output="db.sql"
+              backup: run="pg_dump -p 5432 shop" output="db.sql" restore="psql -p 5432 shop" timeout=90s
         "#]],
     );
 }

@@ -754,3 +754,89 @@ fn handles_are_send_and_sync() {
     drop(store);
     assert!(matches!(sink.send(&project("p"), ll("m", 1, "late")), Err(StoreError::Closed)));
 }
+
+#[test]
+fn reindex_rebuilds_a_damaged_index_with_progress() {
+    let dir = tmp();
+    let opts = StoreOptions { index_part_rows: 3_000, ..Default::default() };
+    let store = Store::open_with(dir.path().join("s.db"), opts).unwrap();
+    let sink = store.log_sink();
+    let p = project("shop");
+    for i in 0..10_000 {
+        sink.send(&p, ll("api", 1, format!("request {i} served zebra{}", i % 7))).unwrap();
+    }
+    store.add_note(note("shop", None, "the kiwi cache key")).unwrap();
+    store.flush_index().unwrap();
+    assert_eq!(search(&store, "zebra3").len(), 50);
+    // Damage the index: drop one part behind the store's back (its rows are now neither indexed nor in the tail).
+    raw(&store).execute_batch("DROP TABLE logs_fts_2").unwrap();
+    // The damage shows: the query fails on the missing table (or would miss rows).
+    match store.query_logs(&LogQuery { text: Some("zebra3".into()), limit: 5000, ..Default::default() }) {
+        Err(e) => assert!(e.to_string().contains("logs_fts_2"), "{e}"),
+        Ok(found) => assert!(found.len() < 1429, "the damage is visible: {}", found.len()),
+    }
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let rows = store.reindex(move |done, total| seen.lock().unwrap().push((done, total))).unwrap();
+    assert_eq!(rows, 10_000);
+    let calls = calls.lock().unwrap().clone();
+    assert!(
+        calls.len() >= 2 && calls.first() == Some(&(0, 10_000)) && calls.last() == Some(&(10_000, 10_000)),
+        "{calls:?}"
+    );
+    let found = store.query_logs(&LogQuery { text: Some("zebra3".into()), limit: 5000, ..Default::default() }).unwrap();
+    assert_eq!(found.len(), 1429, "every row is found again");
+    assert_eq!(store.stats().unwrap().unindexed, 0);
+    assert_eq!(search(&store, "kiwi").len(), 1, "notes are still searchable");
+}
+
+#[test]
+fn vacuum_shrinks_the_file_and_keeps_the_data() {
+    let dir = tmp();
+    let store = Store::open(dir.path().join("s.db")).unwrap();
+    let sink = store.log_sink();
+    let p = project("shop");
+    for i in 0..30_000 {
+        sink.send(&p, ll("api", 1, format!("line {i} {}", "pad ".repeat(20)))).unwrap();
+    }
+    store.add_note(note("shop", None, "vacuum keeps notes")).unwrap();
+    store.flush_index().unwrap();
+    store.set_retention(RetentionPolicy { max_bytes: 512 * 1024, max_age: Duration::from_secs(86_400) }).unwrap();
+    store.enforce_retention().unwrap();
+    let before = store.stats().unwrap();
+    store.vacuum().unwrap();
+    let after = store.stats().unwrap();
+    assert!(after.file_bytes < before.file_bytes / 2, "{} → {}", before.file_bytes, after.file_bytes);
+    assert_eq!((after.log_rows, after.note_rows), (before.log_rows, 1));
+    assert_eq!(search(&store, "vacuum").len(), 1);
+    store.check_writable().unwrap();
+    let ro = Store::open_read_only(store.path()).unwrap();
+    assert!(matches!(ro.check_writable(), Err(StoreError::ReadOnly)));
+}
+
+#[test]
+fn retention_preview_counts_without_deleting_and_projects_are_listed() {
+    let dir = tmp();
+    let store = Store::open(dir.path().join("s.db")).unwrap();
+    let sink = store.log_sink();
+    let old = now_ms() - 20 * 86_400_000;
+    for i in 0..300u64 {
+        sink.send_at(&project("/a/steward.toml"), ll("api", 1, format!("old {i}")), old + i).unwrap();
+    }
+    for i in 0..50 {
+        sink.send(&project("/b/steward.toml"), ll(if i % 2 == 0 { "db" } else { "web" }, 1, "new")).unwrap();
+    }
+    store.flush().unwrap();
+    let preview = store.retention_preview().unwrap();
+    assert_eq!((preview.logs_by_age, preview.logs_by_size), (300, 0));
+    assert_eq!(store.stats().unwrap().log_rows, 350, "a preview deletes nothing");
+    let projects = store.projects().unwrap();
+    let names: Vec<(String, Vec<String>)> = projects.into_iter().map(|p| (p.project, p.modules)).collect();
+    assert_eq!(
+        names,
+        vec![
+            ("/a/steward.toml".to_string(), vec!["api".to_string()]),
+            ("/b/steward.toml".to_string(), vec!["db".to_string(), "web".to_string()])
+        ]
+    );
+}

@@ -1115,6 +1115,32 @@ pub enum EventDetail {
     },
     /// The daemon opened the project (not recorded in the store).
     ProjectOpened {},
+    /// A backup was made (`project` names the project it was limited to; empty when it covered every open
+    /// project). Not recorded in the store: the backup's manifest is the record.
+    BackupCompleted {
+        /// Backup id.
+        id: String,
+        /// Made by the daemon's schedule (not by a client).
+        scheduled: bool,
+        /// Files in it.
+        files: u32,
+        /// Their total size.
+        total_bytes: u64,
+        /// Bytes stored for the first time (the rest was unchanged since an earlier backup).
+        new_bytes: u64,
+        /// How long it took.
+        duration_ms: u64,
+        /// What did not work but did not stop the backup (a failed module hook, …).
+        #[serde(default)]
+        problems: Vec<String>,
+    },
+    /// A backup failed and nothing was written; also stored as a note tagged `backup` and `alert`.
+    BackupFailed {
+        /// Started by the daemon's schedule (not by a client).
+        scheduled: bool,
+        /// Why.
+        error: String,
+    },
 }
 
 /// `steward/event` (notification, to every initialized session).
@@ -1150,4 +1176,258 @@ pub struct ModuleCommandArgs {
 
 fn default_true() -> bool {
     true
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Operations: backups, store maintenance, health, progress
+
+/// Request: back up the store, the stack files of open projects and their modules' `backup` hooks.
+pub const BACKUP_CREATE: &str = "steward/backup/create";
+/// Request: store maintenance (vacuum, reindex or prune), with progress.
+pub const DB_MAINTAIN: &str = "steward/db/maintain";
+/// Request: whether the daemon really works: the store takes writes, every module is in its desired state.
+pub const HEALTH: &str = "steward/health";
+/// Notification (daemon → client): progress of a long request, as LSP's work-done progress.
+pub const PROGRESS: &str = "$/progress";
+
+/// Params of `steward/backup/create`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupCreateParams {
+    /// Only this open project's stack files and hooks (path or name); the store is always included. Every
+    /// open project when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Token for `$/progress` notifications about this backup, sent to the calling session only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_done_token: Option<String>,
+}
+
+/// How one module's backup hook went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupHookOutcome {
+    /// Project (stack file path).
+    pub project: String,
+    /// Module.
+    pub module: String,
+    /// It exited 0 and its output is in the backup.
+    pub ok: bool,
+    /// Why not (exit status and the last lines of its stderr, or the timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long it ran.
+    pub duration_ms: u64,
+}
+
+/// Result of `steward/backup/create`: the backup that was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSummary {
+    /// Backup id (`YYYYMMDDTHHMMSSZ`, UTC).
+    pub id: String,
+    /// The repository it is in.
+    pub dir: String,
+    /// When it started.
+    pub created_ms: u64,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Files in it.
+    pub files: u32,
+    /// Their total size.
+    pub total_bytes: u64,
+    /// Bytes stored for the first time (the rest was unchanged since an earlier backup).
+    pub new_bytes: u64,
+    /// Projects whose files are in it (stack file paths).
+    pub projects: Vec<String>,
+    /// Every module hook that ran.
+    pub hooks: Vec<BackupHookOutcome>,
+    /// What did not work but did not stop the backup.
+    pub problems: Vec<String>,
+    /// Backups the retention policy removed afterwards (scheduled backups prune; others do not).
+    #[serde(default)]
+    pub pruned: Vec<String>,
+}
+
+/// `steward/backup/create`: copies the store with SQLite's online backup API (consistent while the daemon
+/// writes), then the stack files, then runs the hooks. Progress goes to `workDoneToken`, if given.
+#[derive(Debug)]
+pub enum BackupCreate {}
+impl Request for BackupCreate {
+    const METHOD: &'static str = BACKUP_CREATE;
+    type Params = BackupCreateParams;
+    type Result = BackupSummary;
+}
+
+/// What `steward/db/maintain` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DbAction {
+    /// Rewrite the database file without its free pages (and truncate the WAL).
+    Vacuum,
+    /// Rebuild every full-text index from the stored rows.
+    Reindex,
+    /// Apply the retention policy now.
+    Prune,
+}
+
+/// Params of `steward/db/maintain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DbMaintainParams {
+    /// What to do.
+    pub action: DbAction,
+    /// Only say what would be done.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Token for `$/progress` notifications, sent to the calling session only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_done_token: Option<String>,
+}
+
+/// Result of `steward/db/maintain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DbMaintainResult {
+    /// What was done.
+    pub action: DbAction,
+    /// Nothing was changed.
+    pub dry_run: bool,
+    /// Size of the database file and its WAL before.
+    pub file_bytes_before: u64,
+    /// … and after.
+    pub file_bytes_after: u64,
+    /// Bytes in use inside the file before.
+    pub used_bytes_before: u64,
+    /// … and after.
+    pub used_bytes_after: u64,
+    /// Log lines deleted (prune; with `dryRun`: that would be).
+    pub logs_deleted: u64,
+    /// Events deleted (prune; with `dryRun`: that would be).
+    pub events_deleted: u64,
+    /// Log lines indexed (reindex; with `dryRun`: that would be).
+    pub rows_indexed: u64,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// One line for people.
+    pub summary: String,
+}
+
+/// `steward/db/maintain`. The store's writer does the work: ingestion waits meanwhile (lines queue up,
+/// nothing is lost), searches go on.
+#[derive(Debug)]
+pub enum DbMaintain {}
+impl Request for DbMaintain {
+    const METHOD: &'static str = DB_MAINTAIN;
+    type Params = DbMaintainParams;
+    type Result = DbMaintainResult;
+}
+
+/// Params of `steward/health` (none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthParams {}
+
+/// The verdict of `steward/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HealthStatus {
+    /// Everything works.
+    Ok,
+    /// The daemon answers but something is wrong (a module failed, the store refuses writes).
+    Degraded,
+    /// The daemon does not work (shutting down; a client that gets no answer reports this too).
+    Down,
+}
+
+/// One check of `steward/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckResult {
+    /// `socket`, `store`, or `project:<name>`.
+    pub name: String,
+    /// It passed.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// Result of `steward/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthReport {
+    /// The verdict.
+    pub status: HealthStatus,
+    /// One line: why (the first failed check), or what is fine.
+    pub reason: String,
+    /// Every check.
+    pub checks: Vec<HealthCheckResult>,
+    /// Daemon version.
+    pub version: String,
+    /// Daemon process id.
+    pub pid: u32,
+    /// Milliseconds since the daemon started.
+    pub uptime_ms: u64,
+}
+
+/// `steward/health`.
+#[derive(Debug)]
+pub enum DaemonHealth {}
+impl Request for DaemonHealth {
+    const METHOD: &'static str = HEALTH;
+    type Params = HealthParams;
+    type Result = HealthReport;
+}
+
+/// A step of work-done progress, tagged by `kind` (as in LSP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum WorkDoneProgress {
+    /// The work starts.
+    Begin {
+        /// What it is ("Backup", "Reindex").
+        title: String,
+        /// Always false: Steward's long requests cannot be cancelled.
+        #[serde(default)]
+        cancellable: bool,
+        /// Details.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// 0–100, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        percentage: Option<u32>,
+    },
+    /// The work goes on.
+    Report {
+        /// What it is doing now.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// 0–100, when known (never decreases).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        percentage: Option<u32>,
+    },
+    /// The work is over (the request's answer follows).
+    End {
+        /// How it ended.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+}
+
+/// Params of the `$/progress` notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressParams {
+    /// The request's `workDoneToken`; for a scheduled backup `scheduledBackup/<ms>`, sent to every session.
+    pub token: String,
+    /// The step.
+    pub value: WorkDoneProgress,
+}
+
+/// `$/progress` (notification).
+#[derive(Debug)]
+pub enum Progress {}
+impl Notification for Progress {
+    const METHOD: &'static str = PROGRESS;
+    type Params = ProgressParams;
 }

@@ -66,3 +66,36 @@ fn module_status_is_camel_case() {
                "restarts": 0, "stateForMs": 10, "waitingFor": []})
     );
 }
+
+#[test]
+fn progress_is_lsp_work_done_progress() {
+    let begin = ProgressParams {
+        token: "t1".into(),
+        value: WorkDoneProgress::Begin {
+            title: "Backup".into(),
+            cancellable: false,
+            message: None,
+            percentage: Some(0),
+        },
+    };
+    assert_eq!(
+        serde_json::to_value(&begin).unwrap(),
+        json!({"token": "t1", "value": {"kind": "begin", "title": "Backup", "cancellable": false, "percentage": 0}})
+    );
+    let report: ProgressParams =
+        serde_json::from_value(json!({"token": "t1", "value": {"kind": "report", "percentage": 40}})).unwrap();
+    assert_eq!(report.value, WorkDoneProgress::Report { message: None, percentage: Some(40) });
+    assert_eq!(
+        serde_json::to_value(WorkDoneProgress::End { message: Some("done".into()) }).unwrap(),
+        json!({"kind": "end", "message": "done"})
+    );
+    let p: DbMaintainParams = serde_json::from_value(json!({"action": "reindex"})).unwrap();
+    assert_eq!((p.action, p.dry_run), (DbAction::Reindex, false));
+    let e = serde_json::from_value::<DbMaintainParams>(json!({"action": "defrag"})).unwrap_err();
+    assert!(e.to_string().contains("defrag"), "{e}");
+    let done = EventDetail::BackupFailed { scheduled: true, error: "disk full".into() };
+    assert_eq!(
+        serde_json::to_value(done).unwrap(),
+        json!({"kind": "backupFailed", "scheduled": true, "error": "disk full"})
+    );
+}

@@ -738,6 +738,35 @@ export type EventDetail =
   | {
       kind: "projectOpened";
     }
+  /**
+   * A backup was made (`project` names the project it was limited to; empty when it covered every open
+   * project). Not recorded in the store: the backup's manifest is the record.
+   */
+  | {
+      kind: "backupCompleted";
+      /** Backup id. */
+      id: string;
+      /** Made by the daemon's schedule (not by a client). */
+      scheduled: boolean;
+      /** Files in it. */
+      files: number;
+      /** Their total size. */
+      totalBytes: number;
+      /** Bytes stored for the first time (the rest was unchanged since an earlier backup). */
+      newBytes: number;
+      /** How long it took. */
+      durationMs: number;
+      /** What did not work but did not stop the backup (a failed module hook, …). */
+      problems?: string[];
+    }
+  /** A backup failed and nothing was written; also stored as a note tagged `backup` and `alert`. */
+  | {
+      kind: "backupFailed";
+      /** Started by the daemon's schedule (not by a client). */
+      scheduled: boolean;
+      /** Why. */
+      error: string;
+    }
 ;
 
 /** Command of the "▶ Start" code lens. Its one argument is a `ModuleCommandArgs`. */
@@ -760,6 +789,193 @@ export interface ModuleCommandArgs {
   module: string;
 }
 
+/** Request: back up the store, the stack files of open projects and their modules' `backup` hooks. */
+export const BACKUP_CREATE = "steward/backup/create";
+
+/** Request: store maintenance (vacuum, reindex or prune), with progress. */
+export const DB_MAINTAIN = "steward/db/maintain";
+
+/** Request: whether the daemon really works: the store takes writes, every module is in its desired state. */
+export const HEALTH = "steward/health";
+
+/** Notification (daemon → client): progress of a long request, as LSP's work-done progress. */
+export const PROGRESS = "$/progress";
+
+/** Params of `steward/backup/create`. */
+export interface BackupCreateParams {
+  /**
+   * Only this open project's stack files and hooks (path or name); the store is always included. Every
+   * open project when left out.
+   */
+  project?: string;
+  /** Token for `$/progress` notifications about this backup, sent to the calling session only. */
+  workDoneToken?: string;
+}
+
+/** How one module's backup hook went. */
+export interface BackupHookOutcome {
+  /** Project (stack file path). */
+  project: string;
+  /** Module. */
+  module: string;
+  /** It exited 0 and its output is in the backup. */
+  ok: boolean;
+  /** Why not (exit status and the last lines of its stderr, or the timeout). */
+  error?: string;
+  /** How long it ran. */
+  durationMs: number;
+}
+
+/** Result of `steward/backup/create`: the backup that was made. */
+export interface BackupSummary {
+  /** Backup id (`YYYYMMDDTHHMMSSZ`, UTC). */
+  id: string;
+  /** The repository it is in. */
+  dir: string;
+  /** When it started. */
+  createdMs: number;
+  /** How long it took. */
+  durationMs: number;
+  /** Files in it. */
+  files: number;
+  /** Their total size. */
+  totalBytes: number;
+  /** Bytes stored for the first time (the rest was unchanged since an earlier backup). */
+  newBytes: number;
+  /** Projects whose files are in it (stack file paths). */
+  projects: string[];
+  /** Every module hook that ran. */
+  hooks: BackupHookOutcome[];
+  /** What did not work but did not stop the backup. */
+  problems: string[];
+  /** Backups the retention policy removed afterwards (scheduled backups prune; others do not). */
+  pruned?: string[];
+}
+
+/** What `steward/db/maintain` does. */
+export type DbAction =
+  /** Rewrite the database file without its free pages (and truncate the WAL). */
+  | "vacuum"
+  /** Rebuild every full-text index from the stored rows. */
+  | "reindex"
+  /** Apply the retention policy now. */
+  | "prune"
+;
+
+/** Params of `steward/db/maintain`. */
+export interface DbMaintainParams {
+  /** What to do. */
+  action: DbAction;
+  /** Only say what would be done. */
+  dryRun?: boolean;
+  /** Token for `$/progress` notifications, sent to the calling session only. */
+  workDoneToken?: string;
+}
+
+/** Result of `steward/db/maintain`. */
+export interface DbMaintainResult {
+  /** What was done. */
+  action: DbAction;
+  /** Nothing was changed. */
+  dryRun: boolean;
+  /** Size of the database file and its WAL before. */
+  fileBytesBefore: number;
+  /** … and after. */
+  fileBytesAfter: number;
+  /** Bytes in use inside the file before. */
+  usedBytesBefore: number;
+  /** … and after. */
+  usedBytesAfter: number;
+  /** Log lines deleted (prune; with `dryRun`: that would be). */
+  logsDeleted: number;
+  /** Events deleted (prune; with `dryRun`: that would be). */
+  eventsDeleted: number;
+  /** Log lines indexed (reindex; with `dryRun`: that would be). */
+  rowsIndexed: number;
+  /** How long it took. */
+  durationMs: number;
+  /** One line for people. */
+  summary: string;
+}
+
+/** Params of `steward/health` (none). */
+export interface HealthParams {
+}
+
+/** The verdict of `steward/health`. */
+export type HealthStatus =
+  /** Everything works. */
+  | "ok"
+  /** The daemon answers but something is wrong (a module failed, the store refuses writes). */
+  | "degraded"
+  /** The daemon does not work (shutting down; a client that gets no answer reports this too). */
+  | "down"
+;
+
+/** One check of `steward/health`. */
+export interface HealthCheckResult {
+  /** `socket`, `store`, or `project:<name>`. */
+  name: string;
+  /** It passed. */
+  ok: boolean;
+  /** What was found. */
+  detail: string;
+}
+
+/** Result of `steward/health`. */
+export interface HealthReport {
+  /** The verdict. */
+  status: HealthStatus;
+  /** One line: why (the first failed check), or what is fine. */
+  reason: string;
+  /** Every check. */
+  checks: HealthCheckResult[];
+  /** Daemon version. */
+  version: string;
+  /** Daemon process id. */
+  pid: number;
+  /** Milliseconds since the daemon started. */
+  uptimeMs: number;
+}
+
+/** A step of work-done progress, tagged by `kind` (as in LSP). */
+export type WorkDoneProgress =
+  /** The work starts. */
+  | {
+      kind: "begin";
+      /** What it is ("Backup", "Reindex"). */
+      title: string;
+      /** Always false: Steward's long requests cannot be cancelled. */
+      cancellable?: boolean;
+      /** Details. */
+      message?: string;
+      /** 0–100, when known. */
+      percentage?: number;
+    }
+  /** The work goes on. */
+  | {
+      kind: "report";
+      /** What it is doing now. */
+      message?: string;
+      /** 0–100, when known (never decreases). */
+      percentage?: number;
+    }
+  /** The work is over (the request's answer follows). */
+  | {
+      kind: "end";
+      /** How it ended. */
+      message?: string;
+    }
+;
+
+/** Params of the `$/progress` notification. */
+export interface ProgressParams {
+  /** The request's `workDoneToken`; for a scheduled backup `scheduledBackup/<ms>`, sent to every session. */
+  token: string;
+  /** The step. */
+  value: WorkDoneProgress;
+}
+
 /** Every request: method name → params and result types. */
 export interface Requests {
   "steward/status": { params: StatusParams; result: StatusResult };
@@ -779,10 +995,14 @@ export interface Requests {
   "steward/memory/note": { params: NoteParams; result: NoteResult };
   "steward/events/query": { params: EventQueryParams; result: EventQueryResult };
   "steward/daemon/stop": { params: DaemonStopParams; result: DaemonStopResult };
+  "steward/backup/create": { params: BackupCreateParams; result: BackupSummary };
+  "steward/db/maintain": { params: DbMaintainParams; result: DbMaintainResult };
+  "steward/health": { params: HealthParams; result: HealthReport };
 }
 
 /** Every notification from the daemon: method name → params type. */
 export interface Notifications {
   "steward/logs/append": LogAppendParams;
   "steward/event": EventParams;
+  "$/progress": ProgressParams;
 }

@@ -15,6 +15,7 @@
 //! - [`framing`]: size limits, timeouts and the bounded outgoing queue around the library's framing.
 //! - [`sessions`]: broadcast registry. [`tail`]: log subscriptions. [`orphans`]: crash recovery.
 //! - [`language`]: language features for stack files (diagnostics, hover, code lenses, completion).
+//! - [`ops`]: backups (on request and scheduled), store maintenance, the health check, `$/progress`.
 
 mod convert;
 mod error;
@@ -22,6 +23,7 @@ mod framing;
 mod handlers;
 mod language;
 mod logfile;
+mod ops;
 mod orphans;
 mod server;
 mod sessions;
@@ -140,6 +142,14 @@ async fn serve(home: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let backup = match crate::ops::settings::BackupSettings::from_env(&home) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let store = match tokio::task::spawn_blocking(move || {
         let store = Store::open(&store_path)?;
         store.set_retention(retention)?;
@@ -184,8 +194,9 @@ async fn serve(home: PathBuf) -> ExitCode {
             });
         }
     }
-    let state = Arc::new(DaemonState::new(home.clone(), store, framing::Limits::from_env()));
+    let state = Arc::new(DaemonState::new(home.clone(), store, framing::Limits::from_env(), backup));
     let tail = tokio::spawn(tail::Tail::run(state.clone()));
+    let scheduler = tokio::spawn(ops::scheduler(state.clone()));
     let accept = tokio::spawn(server::accept_loop(state.clone(), listener));
     tracing::info!(
         "steward daemon {} (pid {}) listening on {}",
@@ -216,6 +227,7 @@ async fn serve(home: PathBuf) -> ExitCode {
         _ = int.recv() => kill_now(),
     }
     state.sessions.cancel_all();
+    scheduler.abort();
     let _ = tail.await;
     // Give sessions a moment to close their sockets.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);

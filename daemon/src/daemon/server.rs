@@ -24,6 +24,7 @@ use super::error::ApiError;
 use super::framing::{FrameGuard, Outbox, OutboxWriter, write_loop};
 use super::handlers::{self, Ctx};
 use super::language::{self, Language};
+use super::ops;
 use super::sessions::Session;
 use super::state::DaemonState;
 
@@ -180,6 +181,9 @@ fn methods(b: LspServiceBuilder<Backend>) -> LspServiceBuilder<Backend> {
     let b = route::<p::MemoryRemember, _, _>(b, handlers::memory_remember);
     let b = route::<p::MemoryNote, _, _>(b, handlers::memory_note);
     let b = route::<p::EventsQuery, _, _>(b, handlers::events_query);
+    let b = route::<p::BackupCreate, _, _>(b, ops::backup_create);
+    let b = route::<p::DbMaintain, _, _>(b, ops::db_maintain);
+    let b = route::<p::DaemonHealth, _, _>(b, ops::health);
     route::<p::DaemonStop, _, _>(b, handlers::daemon_stop)
 }
 

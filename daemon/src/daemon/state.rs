@@ -49,6 +49,8 @@ pub struct DaemonState {
     pub limits: Limits,
     /// Cancelled when the daemon starts shutting down.
     pub shutdown: CancellationToken,
+    /// Where backups go, how often, what is kept.
+    pub backup: crate::ops::settings::BackupSettings,
     stopping: AtomicBool,
     projects: Mutex<Vec<Arc<Project>>>,
     opening: tokio::sync::Mutex<()>,
@@ -93,7 +95,12 @@ struct Incident {
 
 impl DaemonState {
     /// State for a daemon whose store and home are ready.
-    pub fn new(home: PathBuf, store: Store, limits: Limits) -> DaemonState {
+    pub fn new(
+        home: PathBuf,
+        store: Store,
+        limits: Limits,
+        backup: crate::ops::settings::BackupSettings,
+    ) -> DaemonState {
         let pgids = PgidFile::new(steward_protocol::paths::pgids_path(&home));
         DaemonState {
             home,
@@ -105,6 +112,7 @@ impl DaemonState {
             pgids,
             limits,
             shutdown: CancellationToken::new(),
+            backup,
             stopping: AtomicBool::new(false),
             projects: Mutex::new(Vec::new()),
             opening: tokio::sync::Mutex::new(()),

@@ -63,7 +63,16 @@ pub(crate) struct RawModule {
     pub stop: RawStop,
     pub watch: Vec<Str>,
     pub limits: Limits,
-    pub backup: Option<(Str, String)>,
+    pub backup: Option<RawBackup>,
+}
+
+/// A module's `backup` table as written.
+#[derive(Debug, Clone)]
+pub(crate) struct RawBackup {
+    pub run: Str,
+    pub output: String,
+    pub restore: Option<Str>,
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -566,14 +575,18 @@ impl Decoder<'_> {
         limits
     }
 
-    fn backup(&mut self, e: &Entry, ctx: &Ctx) -> Option<(Str, String)> {
+    fn backup(&mut self, e: &Entry, ctx: &Ctx) -> Option<RawBackup> {
         let t = self.table(e, ctx)?;
         let ctx = ctx.child("backup", format!("`backup` of {}", ctx.label));
-        let (mut run, mut output) = (None, None);
+        let (mut run, mut output, mut restore, mut timeout) = (None, None, None, None);
         for entry in &t.entries {
             match entry.key.as_str() {
                 "run" => run = self.string(entry, &ctx, "a string (the command whose output is the backup)"),
                 "output" => output = self.backup_output(entry, &ctx),
+                "restore" => {
+                    restore = self.string(entry, &ctx, "a string (a command that reads the backup on its stdin)")
+                }
+                "timeout" => timeout = self.positive_duration(entry, &ctx),
                 _ => self.unknown_key(entry, &ctx, schema::BACKUP_KEYS),
             }
         }
@@ -586,7 +599,7 @@ impl Decoder<'_> {
                 );
             }
         }
-        Some((run?, output?))
+        Some(RawBackup { run: run?, output: output?, restore, timeout })
     }
 
     /// The file name the backup is stored under: relative and inside the backup.

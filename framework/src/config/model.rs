@@ -171,10 +171,20 @@ pub struct Limits {
 /// A module's backup hook: `run`'s stdout is saved as `output`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackupSpec {
-    /// Command whose stdout is the backup.
+    /// Command whose stdout is the backup (run through `/bin/sh -c` in the module's `cwd` and environment).
     pub run: String,
     /// File name for the output inside the backup.
     pub output: String,
+    /// Command that reads a backup on its stdin and puts it back (`steward backup restore --only MODULE`);
+    /// without it, a restore writes the file out for you to apply.
+    pub restore: Option<String>,
+    /// How long `run` (or `restore`) may take before it is killed and counted as failed.
+    pub timeout: Duration,
+}
+
+impl BackupSpec {
+    /// Default [`BackupSpec::timeout`]: 10 minutes.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 }
 
 /// A named profile.

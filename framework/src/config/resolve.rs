@@ -467,11 +467,20 @@ impl ModuleBuilder<'_, '_> {
     }
 
     fn backup(&mut self) -> Option<Option<BackupSpec>> {
-        let Some((run, output)) = &self.raw.backup else {
+        let Some(raw) = &self.raw.backup else {
             return Some(None);
         };
-        let run = self.interpolator.eval(&self.raw.name, run)?;
-        Some(Some(BackupSpec { run, output: output.clone() }))
+        let run = self.interpolator.eval(&self.raw.name, &raw.run);
+        let restore = match &raw.restore {
+            Some(r) => Some(self.interpolator.eval(&self.raw.name, r)?),
+            None => None,
+        };
+        Some(Some(BackupSpec {
+            run: run?,
+            output: raw.output.clone(),
+            restore,
+            timeout: raw.timeout.unwrap_or(BackupSpec::DEFAULT_TIMEOUT),
+        }))
     }
 
     fn issue(&mut self, issue: Issue) {

@@ -25,6 +25,6 @@ pub const STOP_KEYS: &[&str] = &["signal", "timeout"];
 /// Keys of `limits`.
 pub const LIMITS_KEYS: &[&str] = &["memory", "open_files"];
 /// Keys of `backup`.
-pub const BACKUP_KEYS: &[&str] = &["run", "output"];
+pub const BACKUP_KEYS: &[&str] = &["run", "output", "restore", "timeout"];
 /// Keys of `[profiles.NAME]`.
 pub const PROFILE_KEYS: &[&str] = &["modules", "env"];

@@ -47,6 +47,7 @@
 //! either committed or counted as dropped. A failed indexing or retention step is retried later.
 
 pub mod line;
+mod maintain;
 pub mod mask;
 mod matcher;
 mod read;
@@ -484,6 +485,15 @@ pub struct StoreStats {
     pub last_error: Option<String>,
 }
 
+/// A project the store knows, and its modules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectModules {
+    /// Project id (stack file path).
+    pub project: String,
+    /// Module names, sorted.
+    pub modules: Vec<String>,
+}
+
 /// What one [`Store::enforce_retention`] call did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct RetentionReport {
@@ -770,6 +780,8 @@ struct Inner {
     counters: Arc<Counters>,
     readers: read::Readers,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The policy the writer enforces (a copy, for previews).
+    retention: Mutex<RetentionPolicy>,
 }
 
 impl Drop for Inner {
@@ -812,6 +824,7 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let gate = Arc::new(Gate::new(options.queue_lines));
         let counters = Arc::new(Counters::default());
+        let retention = Mutex::new(options.retention);
         let w = writer::Writer::new(conn, options, gate.clone(), counters.clone());
         let handle = std::thread::Builder::new()
             .name("steward-store-writer".into())
@@ -828,6 +841,7 @@ impl Store {
                 counters,
                 readers,
                 writer: Mutex::new(Some(handle)),
+                retention,
             }),
         })
     }
@@ -855,6 +869,7 @@ impl Store {
                 counters: Arc::new(Counters::default()),
                 readers,
                 writer: Mutex::new(None),
+                retention: Mutex::new(RetentionPolicy::default()),
             }),
         })
     }
@@ -1016,6 +1031,9 @@ impl Store {
     /// Changes the retention policy (takes effect from the writer's next step).
     pub fn set_retention(&self, policy: RetentionPolicy) -> Result<()> {
         self.writable()?;
+        if let Ok(mut r) = self.inner.retention.lock() {
+            *r = policy;
+        }
         self.inner.tx.send(Msg::SetRetention(policy)).map_err(|_| StoreError::Closed)
     }
 
@@ -1032,6 +1050,41 @@ impl Store {
         self.request(Msg::Retention)
     }
 
+    /// The retention policy in force.
+    pub fn retention(&self) -> RetentionPolicy {
+        self.inner.retention.lock().map(|r| *r).unwrap_or_default()
+    }
+
+    /// What [`Store::enforce_retention`] would delete now, without deleting anything (`steward db prune
+    /// --dry-run`): exact for age; for size, an estimate from the average row size.
+    pub fn retention_preview(&self) -> Result<RetentionReport> {
+        let policy = self.retention();
+        self.inner.readers.with(|c| maintain::retention_preview(c, policy))
+    }
+
+    /// `VACUUM` through the writer (the file shrinks to the pages in use), then a truncating checkpoint.
+    /// Ingestion waits meanwhile; reads go on.
+    pub fn vacuum(&self) -> Result<()> {
+        self.request(Msg::Vacuum)
+    }
+
+    /// Rebuilds every full-text index from the rows (repairs a damaged index); `progress(done, total)` is
+    /// called from the writer thread after each step. Returns the log rows indexed.
+    pub fn reindex(&self, progress: impl FnMut(u64, u64) + Send + 'static) -> Result<u64> {
+        self.flush()?;
+        self.request(|r| Msg::Reindex(Box::new(progress), r))
+    }
+
+    /// Writes a small row in its own transaction through the writer: Ok means the store takes writes now.
+    pub fn check_writable(&self) -> Result<()> {
+        self.request(Msg::Probe)
+    }
+
+    /// Every project the store has rows for, with its modules (for reports).
+    pub fn projects(&self) -> Result<Vec<ProjectModules>> {
+        self.inner.readers.with(maintain::projects)
+    }
+
     /// Counters and sizes.
     pub fn stats(&self) -> Result<StoreStats> {
         let c = &self.inner.counters;
@@ -1045,6 +1098,11 @@ impl Store {
         s.file_bytes = file_len(&self.inner.path) + file_len(&wal_path(&self.inner.path));
         Ok(s)
     }
+}
+
+/// The version of the SQLite library the store uses (for diagnostics).
+pub fn sqlite_version() -> &'static str {
+    rusqlite::version()
 }
 
 /// Lines an incident note quotes.

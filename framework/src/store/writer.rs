@@ -53,6 +53,12 @@ pub(crate) enum Msg {
     IndexAll(Reply<()>),
     /// New retention policy.
     SetRetention(RetentionPolicy),
+    /// `VACUUM`, then truncate the WAL.
+    Vacuum(Reply<()>),
+    /// Rebuild every full-text index; the callback gets (log rows indexed, log rows to index).
+    Reindex(Box<dyn FnMut(u64, u64) + Send>, Reply<u64>),
+    /// A small write in its own transaction (proves the store can be written).
+    Probe(Reply<()>),
     /// Commit and stop.
     Shutdown,
 }
@@ -67,6 +73,9 @@ impl std::fmt::Debug for Msg {
             Msg::Retention(_) => "Retention",
             Msg::IndexAll(_) => "IndexAll",
             Msg::SetRetention(_) => "SetRetention",
+            Msg::Vacuum(_) => "Vacuum",
+            Msg::Reindex(..) => "Reindex",
+            Msg::Probe(_) => "Probe",
             Msg::Shutdown => "Shutdown",
         })
     }
@@ -326,6 +335,65 @@ impl Writer {
         Ok(())
     }
 
+    /// `VACUUM` (rewrites the file without its free pages), then a truncating checkpoint so the WAL shrinks
+    /// too. Readers keep working; ingestion waits in the queue meanwhile.
+    fn vacuum(&mut self) -> Result<()> {
+        self.conn.execute_batch("VACUUM")?;
+        let _: (i64, i64, i64) =
+            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(())
+    }
+
+    /// Drops every part of the log index (also parts no bookkeeping row knows of) and indexes every log row
+    /// again, step by step; then rebuilds the event and note indexes. Searches stay correct meanwhile: rows
+    /// above the watermark are scanned.
+    fn reindex(&mut self, mut progress: Box<dyn FnMut(u64, u64) + Send>) -> Result<u64> {
+        let res = (|| -> rusqlite::Result<i64> {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let parts: Vec<String> = self
+                .conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'logs_fts_[0-9]*' AND sql LIKE 'CREATE VIRTUAL TABLE%'")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for name in parts {
+                self.conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{name}\""))?;
+            }
+            self.conn.execute_batch("DELETE FROM log_index_parts")?;
+            let min: Option<i64> = self.conn.query_row("SELECT min(id) FROM logs", [], |r| r.get(0))?;
+            let watermark = min.map_or(self.st.last_log_id, |m| m - 1);
+            self.conn
+                .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'logs_indexed_upto'")?
+                .execute([watermark])?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok(watermark)
+        })();
+        let watermark = match res {
+            Ok(w) => w,
+            Err(e) => {
+                self.rollback();
+                return Err(e.into());
+            }
+        };
+        self.st.indexed_upto = watermark;
+        self.st.tail_since = Some(Instant::now());
+        let total = self.st.unindexed().max(0) as u64;
+        progress(0, total);
+        while self.st.unindexed() > 0 {
+            let before = self.st.indexed_upto;
+            self.st.index_retry_at = None;
+            self.index_step(INDEX_STEP_ROWS);
+            if self.st.indexed_upto == before {
+                let err = self.st.counters.last_error.lock().ok().and_then(|g| g.clone());
+                return Err(StoreError::Write(err.unwrap_or_else(|| "indexing made no progress".into())));
+            }
+            progress((self.st.indexed_upto - watermark).max(0) as u64, total);
+        }
+        self.conn.execute_batch(
+            "INSERT INTO events_fts (events_fts) VALUES ('rebuild'); INSERT INTO notes_fts (notes_fts) VALUES ('rebuild');",
+        )?;
+        Ok(total)
+    }
+
     /// One transaction's worth of messages, starting with `first`.
     fn batch(&mut self, first: Msg, rx: &Receiver<Msg>) -> (End, usize) {
         let started = Instant::now();
@@ -410,7 +478,13 @@ impl Writer {
                         break;
                     }
                     Msg::SetRetention(p) => st.opts.retention = p,
-                    other @ (Msg::Notes(..) | Msg::Retention(_) | Msg::IndexAll(_) | Msg::Shutdown) => {
+                    other @ (Msg::Notes(..)
+                    | Msg::Retention(_)
+                    | Msg::IndexAll(_)
+                    | Msg::Vacuum(_)
+                    | Msg::Reindex(..)
+                    | Msg::Probe(_)
+                    | Msg::Shutdown) => {
                         after = Some(other);
                         end = End::Message;
                         break;
@@ -455,6 +529,21 @@ impl Writer {
             }
             Some(Msg::IndexAll(reply)) => {
                 let _ = reply.send(self.index_all());
+            }
+            Some(Msg::Vacuum(reply)) => {
+                let _ = reply.send(self.vacuum());
+            }
+            Some(Msg::Reindex(progress, reply)) => {
+                let _ = reply.send(self.reindex(progress));
+            }
+            Some(Msg::Probe(reply)) => {
+                let res = self
+                    .conn
+                    .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('health_probe_ms', ?1)")
+                    .and_then(|mut s| s.execute([now_ms() as i64]))
+                    .map(|_| ())
+                    .map_err(|e| StoreError::Write(format!("health probe: {e}")));
+                let _ = reply.send(res);
             }
             Some(Msg::Shutdown) => end = End::Stop,
             _ => {}
