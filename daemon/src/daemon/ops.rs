@@ -158,8 +158,9 @@ async fn run_backup(
             if let Ok(mut s) = sink.lock() {
                 s.end(format!("failed: {e}"));
             }
-            announce(state, &event_project, &name, p::EventDetail::BackupFailed { scheduled, error: e.clone() });
+            // The note first: a client that sees the event can find the alert in the memory.
             alert(state, &event_project, &format!("Backup failed: {e}")).await;
+            announce(state, &event_project, &name, p::EventDetail::BackupFailed { scheduled, error: e.clone() });
             tracing::error!("backup failed: {e}");
             return Err(e);
         }
