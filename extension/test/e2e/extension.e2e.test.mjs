@@ -229,13 +229,9 @@ step("the Dashboard view shows live module states", async () => {
 });
 
 step("a broken steward.toml shows a diagnostic at the offending line (daemon language features)", async (t) => {
+  // The daemon must announce the language features the extension relies on (a regression fails here).
   const caps = await daemonCapabilities(path.join(env.home, "run", "steward.sock"));
-  if (!caps.textDocumentSync && !caps.diagnosticProvider) {
-    // The daemon side of the language features is built in parallel (issue 4); until it is merged the daemon
-    // announces no text document support and this step cannot pass.
-    t.skip("the daemon serves no language features yet (no textDocumentSync in its capabilities)");
-    return;
-  }
+  assert.ok(caps.textDocumentSync, `the daemon announces no textDocumentSync: ${JSON.stringify(caps)}`);
   const original = fs.readFileSync(env.stackFile, "utf8");
   t.after(() => fs.writeFileSync(env.stackFile, original)); // the next step reopens the stack
   const lines = original.split("\n");
