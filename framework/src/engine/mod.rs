@@ -201,7 +201,10 @@ impl Actor {
                         }
                     }
                 }
-                _ = sampler.tick() => self.sample_memory().await,
+                // Only stacks with a memory limit are sampled; the others never wake up for it.
+                _ = sampler.tick(), if self.core.stack().modules.values().any(|m| m.limits.memory.is_some()) => {
+                    self.sample_memory().await
+                }
             }
             if self.shutdown.is_some() && self.core.is_quiet() {
                 if let Some(done) = self.shutdown.take() {

@@ -32,6 +32,10 @@ use crate::lifecycle::{Event, EventKind, RunId, State, Stream, now_ms};
 /// How often an idle writer looks at retention.
 const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// With nothing written since the last check, retention (which then can only be about age) is checked this
+/// seldom: an idle daemon should not wake up every second to find that nothing expired.
+const RETENTION_IDLE_CHECK_EVERY: Duration = Duration::from_secs(60);
+
 /// Slots given back to the gate at a time (fewer atomic operations and wake-ups than one per line).
 const RELEASE_CHUNK: usize = 256;
 
@@ -144,6 +148,8 @@ struct WriterState {
     /// Time of the last log row: rows never go back in time, so time ranges map to id ranges.
     last_ts: u64,
     last_retention: Instant,
+    /// Rows were written since the last retention check.
+    written_since_retention: bool,
     /// The last retention step deleted something: do another one soon.
     retention_behind: bool,
     /// Highest log id in `logs_fts` (persisted in `meta`).
@@ -201,6 +207,7 @@ impl Writer {
                 ids: Ids::default(),
                 last_ts: last_ts.max(0) as u64,
                 last_retention: Instant::now(),
+                written_since_retention: false,
                 retention_behind: true,
                 indexed_upto,
                 last_log_id,
@@ -214,7 +221,11 @@ impl Writer {
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
         loop {
             let busy = self.st.retention_behind || self.can_index();
-            let wait = if busy { Duration::ZERO } else { self.until_index_due().min(RETENTION_CHECK_EVERY) };
+            let wait = if busy {
+                Duration::ZERO
+            } else {
+                self.until_index_due().min(self.retention_every().saturating_sub(self.st.last_retention.elapsed()))
+            };
             let first = match rx.recv_timeout(wait) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
@@ -252,11 +263,16 @@ impl Writer {
             && self.st.tail_since.is_none_or(|t| t.elapsed() >= self.st.opts.index_delay)
     }
 
-    /// Time until the tail becomes old enough to index (a long time when there is nothing to index).
+    /// Time until the tail may be indexed: old enough, and past a failed step's retry time (a long time when
+    /// there is nothing to index).
     fn until_index_due(&self) -> Duration {
         match self.st.tail_since {
-            Some(t) if self.st.unindexed() > 0 => self.st.opts.index_delay.saturating_sub(t.elapsed()),
-            _ => RETENTION_CHECK_EVERY,
+            Some(t) if self.st.unindexed() > 0 => {
+                let retry =
+                    self.st.index_retry_at.map_or(Duration::ZERO, |r| r.saturating_duration_since(Instant::now()));
+                self.st.opts.index_delay.saturating_sub(t.elapsed()).max(retry)
+            }
+            _ => RETENTION_IDLE_CHECK_EVERY,
         }
     }
 
@@ -405,7 +421,8 @@ impl Writer {
         let mut after: Option<Msg> = None;
         let mut end = End::Time;
         let last_id_before = self.st.last_log_id;
-        let mut failed: Option<rusqlite::Error> = self.conn.execute_batch("BEGIN").err();
+        let mut failed: Option<rusqlite::Error> =
+            self.conn.prepare_cached("BEGIN").and_then(|mut b| b.execute([])).err();
         {
             let conn = &self.conn;
             let st = &mut self.st;
@@ -501,13 +518,14 @@ impl Writer {
         self.st.gate.release(unreleased);
 
         if failed.is_none()
-            && let Err(e) = self.conn.execute_batch("COMMIT")
+            && let Err(e) = self.conn.prepare_cached("COMMIT").and_then(|mut c| c.execute([]))
         {
             failed = Some(e);
         }
         match failed {
             None => {
                 self.st.counters.written.fetch_add(log_rows, Ordering::Relaxed);
+                self.st.written_since_retention |= rows > 0;
             }
             Some(e) => {
                 self.rollback();
@@ -610,11 +628,11 @@ impl Writer {
 
     /// One step when due: at most [`RETENTION_STEP_ROWS`] rows, in its own short transaction.
     fn retention_tick(&mut self) {
-        let due = self.st.retention_behind || self.st.last_retention.elapsed() >= RETENTION_CHECK_EVERY;
-        if !due {
+        if !self.retention_due() {
             return;
         }
         self.st.last_retention = Instant::now();
+        self.st.written_since_retention = false;
         match self.retention_step() {
             Ok(r) => self.st.retention_behind = r.logs_by_age + r.logs_by_size + r.events_by_age > 0,
             Err(e) => {
@@ -623,6 +641,14 @@ impl Writer {
                 self.st.counters.set_error(&format!("retention: {e}"));
             }
         }
+    }
+
+    fn retention_due(&self) -> bool {
+        self.st.retention_behind || self.st.last_retention.elapsed() >= self.retention_every()
+    }
+
+    fn retention_every(&self) -> Duration {
+        if self.st.written_since_retention { RETENTION_CHECK_EVERY } else { RETENTION_IDLE_CHECK_EVERY }
     }
 
     fn retention_all(&mut self) -> Result<RetentionReport> {
@@ -653,8 +679,11 @@ impl Writer {
         let cutoff = now_ms().saturating_sub(policy.max_age.as_millis() as u64) as i64;
 
         // Logs by age: ts is non-decreasing in id order, so the old rows are a prefix.
-        let oldest: Option<i64> =
-            self.conn.query_row("SELECT ts_ms FROM logs ORDER BY id LIMIT 1", [], |r| r.get(0)).optional()?;
+        let oldest: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT ts_ms FROM logs ORDER BY id LIMIT 1")?
+            .query_row([], |r| r.get(0))
+            .optional()?;
         if oldest.is_some_and(|t| t < cutoff) {
             let mut upto = None;
             {
@@ -776,9 +805,9 @@ pub(crate) fn reclaimable_index_bytes(conn: &Connection) -> rusqlite::Result<u64
 
 /// `(page_count − freelist_count) × page_size`.
 pub(crate) fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
-    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
-    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let pages: i64 = conn.prepare_cached("PRAGMA page_count")?.query_row([], |r| r.get(0))?;
+    let free: i64 = conn.prepare_cached("PRAGMA freelist_count")?.query_row([], |r| r.get(0))?;
+    let size: i64 = conn.prepare_cached("PRAGMA page_size")?.query_row([], |r| r.get(0))?;
     Ok(((pages - free).max(0) * size) as u64)
 }
 
