@@ -817,7 +817,11 @@ fn vacuum_shrinks_the_file_and_keeps_the_data() {
 #[test]
 fn retention_preview_counts_without_deleting_and_projects_are_listed() {
     let dir = tmp();
-    let store = Store::open(dir.path().join("s.db")).unwrap();
+    // The store's own retention keeps a year, so its background step cannot race the preview; the preview
+    // asks about the default 14 days.
+    let year = RetentionPolicy { max_age: Duration::from_secs(365 * 86_400), ..RetentionPolicy::default() };
+    let store =
+        Store::open_with(dir.path().join("s.db"), StoreOptions { retention: year, ..StoreOptions::default() }).unwrap();
     let sink = store.log_sink();
     let old = now_ms() - 20 * 86_400_000;
     for i in 0..300u64 {
@@ -827,8 +831,9 @@ fn retention_preview_counts_without_deleting_and_projects_are_listed() {
         sink.send(&project("/b/steward.toml"), ll(if i % 2 == 0 { "db" } else { "web" }, 1, "new")).unwrap();
     }
     store.flush().unwrap();
-    let preview = store.retention_preview().unwrap();
+    let preview = store.retention_preview_with(RetentionPolicy::default()).unwrap();
     assert_eq!((preview.logs_by_age, preview.logs_by_size), (300, 0));
+    assert_eq!(store.retention_preview().unwrap().logs_by_age, 0, "the store's own policy keeps a year");
     assert_eq!(store.stats().unwrap().log_rows, 350, "a preview deletes nothing");
     let projects = store.projects().unwrap();
     let names: Vec<(String, Vec<String>)> = projects.into_iter().map(|p| (p.project, p.modules)).collect();

@@ -1058,7 +1058,11 @@ impl Store {
     /// What [`Store::enforce_retention`] would delete now, without deleting anything (`steward db prune
     /// --dry-run`): exact for age; for size, an estimate from the average row size.
     pub fn retention_preview(&self) -> Result<RetentionReport> {
-        let policy = self.retention();
+        self.retention_preview_with(self.retention())
+    }
+
+    /// What retention under `policy` would delete now, without deleting anything.
+    pub fn retention_preview_with(&self, policy: RetentionPolicy) -> Result<RetentionReport> {
         self.inner.readers.with(|c| maintain::retention_preview(c, policy))
     }
 
