@@ -312,13 +312,11 @@ async fn sigkill_during_a_profile_switch_then_restart_runs_each_module_once() {
     let file = project(
         &d,
         "profiles",
-        &format!(
-            "[project]\nname = \"profiles\"\nprofile = \"big\"\n\n\
-             [modules.a]\nrun = \"sh -c 'exec sleep 1001'\"\n\n\
-             [modules.b]\nrun = \"sh slow.sh\"\n\n\
-             [modules.c]\nrun = \"sh -c 'exec sleep 1003'\"\nrequires = [\"a\"]\n\n\
-             [profiles.big]\n\n[profiles.small]\nmodules = [\"a\"]\n"
-        ),
+        "[project]\nname = \"profiles\"\nprofile = \"big\"\n\n\
+         [modules.a]\nrun = \"sh -c 'exec sleep 1001'\"\n\n\
+         [modules.b]\nrun = \"sh slow.sh\"\n\n\
+         [modules.c]\nrun = \"sh -c 'exec sleep 1003'\"\nrequires = [\"a\"]\n\n\
+         [profiles.big]\n\n[profiles.small]\nmodules = [\"a\"]\n",
         &[("slow.sh", slow)],
     );
     let c = d.client().await;
