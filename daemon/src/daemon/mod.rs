@@ -15,14 +15,17 @@
 //! - [`framing`]: size limits, timeouts and the bounded outgoing queue around the library's framing.
 //! - [`sessions`]: broadcast registry. [`tail`]: log subscriptions. [`orphans`]: crash recovery.
 //! - [`language`]: language features for stack files (diagnostics, hover, code lenses, completion).
+//! - [`metrics`]: the sampler (module trees, the machine, IPC counters and score); [`alerts`]: the rules.
 //! - [`ops`]: backups (on request and scheduled), store maintenance, the health check, `$/progress`.
 
+mod alerts;
 mod convert;
 mod error;
 mod framing;
 mod handlers;
 mod language;
 mod logfile;
+mod metrics;
 mod ops;
 mod orphans;
 mod server;
@@ -197,6 +200,7 @@ async fn serve(home: PathBuf) -> ExitCode {
     let state = Arc::new(DaemonState::new(home.clone(), store, framing::Limits::from_env(), backup));
     let tail = tokio::spawn(tail::Tail::run(state.clone()));
     let scheduler = tokio::spawn(ops::scheduler(state.clone()));
+    let sampler = tokio::spawn(metrics::run(state.clone()));
     let accept = tokio::spawn(server::accept_loop(state.clone(), listener));
     tracing::info!(
         "steward daemon {} (pid {}) listening on {}",
@@ -228,6 +232,7 @@ async fn serve(home: PathBuf) -> ExitCode {
     }
     state.sessions.cancel_all();
     scheduler.abort();
+    sampler.abort();
     let _ = tail.await;
     // Give sessions a moment to close their sockets.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);

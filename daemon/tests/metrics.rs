@@ -1,0 +1,243 @@
+//! Metrics, IPC score and alerts against the real daemon and real processes: a module that burns a core is
+//! measured above 50 % CPU, one that allocates shows its RSS growing, and the CPU and memory alerts fire once
+//! and resolve once (pushed as `steward/event`, stored as notes in the memory, listed by `steward/alerts`).
+//! Waits are on events or deadlines, never sleeps.
+
+#[path = "../src/client.rs"]
+mod client;
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use client::Client;
+use common::{processes_with_env, steward_bin, wait_until};
+use steward_protocol::{self as p, paths};
+
+struct Daemon {
+    child: Child,
+    home: PathBuf,
+    mark: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(dir: tempfile::TempDir) -> Daemon {
+        let home = dir.path().join("home");
+        let mark = format!("STEWARD_TEST_MARK=metrics-{}", std::process::id());
+        let (k, v) = mark.split_once('=').unwrap();
+        let child = Command::new(steward_bin())
+            .arg("daemon")
+            .env("STEWARD_HOME", &home)
+            .env("STEWARD_METRICS_INTERVAL_MS", "250")
+            .env(k, v)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = paths::socket_path(&home);
+        wait_until(Duration::from_secs(20), "the daemon's socket", || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        });
+        Daemon { child, home, mark, _dir: dir }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for (pid, _) in processes_with_env(&self.mark) {
+            // SAFETY: plain syscall.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+fn write_stack(dir: &Path) -> PathBuf {
+    let file = dir.join("steward.toml");
+    // `alloc` grows to ~88 MiB in 8 MiB steps and stays: 86 % of its 100 MiB limit (memory warning at 80 %,
+    // below the limit, so the engine does not restart it).
+    let alloc = "import time\nb = []\nfor _ in range(11):\n    b.append(bytearray(8 << 20)); time.sleep(0.15)\n\
+                 time.sleep(3600)\n";
+    std::fs::write(dir.join("alloc.py"), alloc).unwrap();
+    std::fs::write(
+        &file,
+        r#"
+[project]
+name = "metrics-test"
+
+[alerts]
+# The machine's own load must not matter here.
+cpu_warning = 100
+cpu_critical = 100
+memory_warning = 80
+memory_critical = 99
+disk_warning = 100
+disk_critical = 100
+
+[modules.burn]
+run = "sh -c 'while :; do :; done'"
+
+[modules.alloc]
+run = "python3 alloc.py"
+
+[modules.alloc.limits]
+memory = "100MiB"
+"#,
+    )
+    .unwrap();
+    file
+}
+
+async fn metrics(c: &Client) -> p::MetricsResult {
+    c.request::<p::Metrics>(p::MetricsParams::default()).await.unwrap()
+}
+
+async fn poll<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn alert_events(seen: &[p::EventParams], rule: &str, module: &str, state: &str) -> usize {
+    seen.iter()
+        .filter(|e| {
+            matches!(&e.detail, p::EventDetail::Alert { rule: r, module: Some(m), state: s, .. }
+                if r == rule && m == module && s == state)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modules_are_measured_and_alerts_fire_once_and_resolve_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = write_stack(dir.path());
+    let d = Daemon::start(dir);
+    let c = Client::connect(&d.home).await.unwrap();
+    let mut events = c.events();
+    let project = c.open(&stack, None).await.unwrap().path;
+    let up = c
+        .up(p::UpParams { project: project.clone(), profile: None, wait: true, timeout_ms: Some(30_000) })
+        .await
+        .unwrap();
+    assert!(up.ok, "{up:?}");
+
+    // CPU: the burner uses most of a core (the machine is shared, so > 50 %, not 100 %).
+    let burn = poll("burn's CPU above 50 %", Duration::from_secs(20), async || {
+        metrics(&c).await.modules.into_iter().find(|m| m.module == "burn" && m.cpu_percent.unwrap_or(0.0) > 50.0)
+    })
+    .await;
+    assert!(burn.processes >= 1 && burn.rss_bytes > 0, "{burn:?}");
+
+    // Memory: alloc's RSS grows by tens of MiB between an early and a late sample.
+    let early = poll("alloc sampled", Duration::from_secs(20), async || {
+        metrics(&c).await.modules.into_iter().find(|m| m.module == "alloc").map(|m| m.rss_bytes)
+    })
+    .await;
+    let late = poll("alloc's RSS to grow by 40 MiB", Duration::from_secs(30), async || {
+        metrics(&c)
+            .await
+            .modules
+            .into_iter()
+            .find(|m| m.module == "alloc" && m.rss_bytes >= early + (40 << 20))
+            .map(|m| m.rss_bytes)
+    })
+    .await;
+    assert!(late > early);
+
+    // The status carries the same figures for front ends.
+    let status = c.status().await.unwrap();
+    let burn_status = status.projects[0].modules.iter().find(|m| m.name == "burn").unwrap();
+    assert!(burn_status.cpu_percent.is_some() && burn_status.rss_bytes.is_some(), "{burn_status:?}");
+    assert!(status.ipc_score.is_some() && status.system.is_some());
+    assert!(status.ipc.unwrap().totals.requests > 0);
+
+    // Raw history has the burner's samples.
+    let h = c
+        .request::<p::Metrics>(p::MetricsParams {
+            project: Some(project.clone()),
+            module: Some("burn".into()),
+            history: p::MetricsResolution::Raw,
+            since_ms: None,
+        })
+        .await
+        .unwrap();
+    assert!(h.history.iter().filter(|pt| pt.module == "burn").count() >= 2, "{:?}", h.history);
+    assert!(h.history.iter().all(|pt| pt.module == "burn" || pt.project.is_empty()));
+
+    // Both alerts fire (CPU above 70 % of a core; alloc above 80 % of its limit).
+    let mut seen: Vec<p::EventParams> = Vec::new();
+    let fired = |seen: &[p::EventParams]| {
+        alert_events(seen, "moduleCpu", "burn", "fired") == 1
+            && alert_events(seen, "moduleMemory", "alloc", "fired") == 1
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fired(&seen) {
+        assert!(Instant::now() < deadline, "alerts did not fire: {seen:#?}");
+        if let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+            seen.push(ev);
+        }
+    }
+    let active = c.request::<p::Alerts>(p::AlertsParams::default()).await.unwrap().active;
+    assert!(active.iter().any(|a| a.rule == "moduleCpu" && a.module.as_deref() == Some("burn")), "{active:?}");
+
+    // Stopping the modules resolves them, once each.
+    c.stop_module(&project, "burn", true).await.unwrap();
+    c.stop_module(&project, "alloc", true).await.unwrap();
+    let resolved = |seen: &[p::EventParams]| {
+        alert_events(seen, "moduleCpu", "burn", "resolved") == 1
+            && alert_events(seen, "moduleMemory", "alloc", "resolved") == 1
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !resolved(&seen) {
+        assert!(Instant::now() < deadline, "alerts did not resolve: {seen:#?}");
+        if let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+            seen.push(ev);
+        }
+    }
+    // A few more samples: nothing fires or resolves again.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        if let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+            seen.push(ev);
+        }
+    }
+    for (rule, module) in [("moduleCpu", "burn"), ("moduleMemory", "alloc")] {
+        assert_eq!(alert_events(&seen, rule, module, "fired"), 1, "{rule} {module}");
+        assert_eq!(alert_events(&seen, rule, module, "resolved"), 1, "{rule} {module}");
+    }
+    let list = c.request::<p::Alerts>(p::AlertsParams::default()).await.unwrap();
+    assert!(!list.active.iter().any(|a| a.module.is_some()), "{:?}", list.active);
+    assert!(list.resolved.iter().any(|a| a.rule == "moduleMemory" && a.resolved_ms.is_some()));
+
+    // The alerts are in the memory.
+    let hits = poll("alert notes in the memory", Duration::from_secs(10), async || {
+        let r = c
+            .request::<p::MemorySearch>(p::MemorySearchParams {
+                query: "alert alloc memory".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        (r.hits.len() >= 2).then_some(r.hits)
+    })
+    .await;
+    assert!(hits.iter().any(|h| h.snippet.contains("resolved")), "{hits:?}");
+
+    // `steward metrics --json` and `steward alerts --json` as scripts use them.
+    let out = Command::new(steward_bin()).args(["metrics", "--json"]).env("STEWARD_HOME", &d.home).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["system"]["memTotalBytes"].as_u64().unwrap() > 0, "{v}");
+    let out = Command::new(steward_bin()).args(["alerts", "--json"]).env("STEWARD_HOME", &d.home).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["resolved"].as_array().unwrap().len() >= 2, "{v}");
+}
