@@ -221,6 +221,10 @@ step("the Dashboard view shows live module states", async () => {
   await waitUntil(10_000, "api running in the dashboard", async () =>
     (await frame.locator('tr[data-module="api"]').getAttribute("data-state")) === "running",
   );
+  // The webview/ bundle charts the daemon's samples (memory of every running module, last hour).
+  await waitUntil(20_000, "the memory chart to have data", async () =>
+    Number((await frame.locator('figure[data-chart="mem"]').getAttribute("data-points")) ?? "0") > 0,
+  );
   // Its CSP forbids anything but its own nonce'd script and local files.
   const csp = await frame.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute("content");
   assert.match(csp, /default-src 'none'/);
