@@ -78,9 +78,11 @@ memory_warning = 80
 memory_critical = 99
 disk_warning = 100
 disk_critical = 100
-# Low enough to fire on a loaded shared machine: the test is about firing and resolving once.
-module_cpu_warning = 40
+# Low enough to fire on a loaded shared machine, with a hysteresis wide enough that a starved burner (its
+# share swings between ~30 and 100 % under load) does not resolve: the test is about firing and resolving once.
+module_cpu_warning = 25
 module_cpu_critical = 95
+hysteresis = 20
 
 [modules.burn]
 run = "sh -c 'while :; do :; done'"
@@ -135,7 +137,7 @@ async fn modules_are_measured_and_alerts_fire_once_and_resolve_once() {
     assert!(up.ok, "{up:?}");
 
     // CPU: the burner uses most of a core (the machine is shared, so > 50 %, not 100 %).
-    let burn = poll("burn's CPU above 50 %", Duration::from_secs(20), async || {
+    let burn = poll("burn's CPU above 50 %", Duration::from_secs(60), async || {
         metrics(&c).await.modules.into_iter().find(|m| m.module == "burn" && m.cpu_percent.unwrap_or(0.0) > 50.0)
     })
     .await;
@@ -178,7 +180,7 @@ async fn modules_are_measured_and_alerts_fire_once_and_resolve_once() {
     assert!(h.history.iter().filter(|pt| pt.module == "burn").count() >= 2, "{:?}", h.history);
     assert!(h.history.iter().all(|pt| pt.module == "burn" || pt.project.is_empty()));
 
-    // Both alerts fire (CPU above 40 % of a core; alloc above 80 % of its limit).
+    // Both alerts fire (CPU above 25 % of a core; alloc above 80 % of its limit).
     let mut seen: Vec<p::EventParams> = Vec::new();
     let fired = |seen: &[p::EventParams]| {
         alert_events(seen, "moduleCpu", "burn", "fired") == 1

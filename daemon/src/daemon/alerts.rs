@@ -403,8 +403,15 @@ impl Alerts {
                 },
             );
             let lv = format!("{level:?}").to_lowercase();
+            // A machine-wide alert is kept in the memory of the project whose `[alerts]` set its rules (the
+            // first open one): a note needs a project, and an empty one would show as a nameless project.
+            let note_project = match a.project.as_str() {
+                "" => projects.first().map(|p| p.id.clone()),
+                p => Some(p.to_string()),
+            };
+            let Some(note_project) = note_project else { continue };
             let note = NoteInput {
-                project: a.project.clone(),
+                project: note_project,
                 module: a.module.clone(),
                 text: format!("alert {}: {}", c.state, a.message),
                 tags: vec!["alert".into(), a.rule.clone(), lv, c.state.to_string()],
