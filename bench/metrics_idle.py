@@ -70,7 +70,7 @@ def measure(modules, interval_ms):
 OFF = 86_400_000
 rows = [measure(0, 2000), measure(0, OFF), measure(20, 2000), measure(20, OFF)]
 load = os.getloadavg()[0]
-result = {"window_s": args.window, "load_average": load, "cores": os.cpu_count(), "runs": rows,
+result = {"steward": args.steward, "window_s": args.window, "load_average": load, "cores": os.cpu_count(), "runs": rows,
           "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 pathlib.Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

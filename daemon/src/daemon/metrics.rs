@@ -275,6 +275,11 @@ pub async fn run(state: Arc<DaemonState>) {
             _ = state.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
+        // Nobody to tell and nothing to watch: skip the tick (an idle daemon with no project and no client
+        // does no work at all; the first tick after one appears samples again).
+        if state.sessions.len() == 0 && state.projects().is_empty() {
+            continue;
+        }
         // Reading the process table takes a few milliseconds: off the async threads. Without a running module a
         // tick is three small reads, done right here (no thread hand-off, no extra thread kept alive).
         let running =
