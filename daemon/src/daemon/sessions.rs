@@ -69,11 +69,6 @@ impl Sessions {
         self.lock().get(&id).cloned()
     }
 
-    /// Every live session.
-    pub fn all(&self) -> Vec<Arc<Session>> {
-        self.lock().values().cloned().collect()
-    }
-
     /// Number of live sessions.
     pub fn len(&self) -> usize {
         self.lock().len()

@@ -39,7 +39,6 @@ fn stack(mods: Vec<ModuleSpec>) -> Stack {
         profiles: BTreeMap::new(),
         active_profile: None,
         declared: BTreeMap::new(),
-        alerts: Default::default(),
     }
 }
 
