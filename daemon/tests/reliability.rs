@@ -599,13 +599,17 @@ async fn load(secs: u64) {
                 let t = Instant::now();
                 c.raw_request("steward/status", json!({})).await.expect("status under load");
                 lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                while let Ok(Some(batch)) = tokio::time::timeout(Duration::from_millis(1), sub.next()).await {
+                let drain_until = tokio::time::Instant::now() + Duration::from_millis(1);
+                while let Ok(Some(batch)) = tokio::time::timeout_at(drain_until, sub.next()).await {
                     lines += batch.len();
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            // Whatever is still queued for this subscriber, briefly.
-            while let Ok(Some(batch)) = tokio::time::timeout(Duration::from_millis(300), sub.next()).await {
+            // Whatever is still queued for this subscriber, briefly. Bounded by a deadline, not by a quiet
+            // gap: the 50 modules keep logging, so batches never stop arriving (waiting for a 300 ms gap
+            // made this loop spin for minutes, and CI ran out of time).
+            let drain_until = tokio::time::Instant::now() + Duration::from_millis(300);
+            while let Ok(Some(batch)) = tokio::time::timeout_at(drain_until, sub.next()).await {
                 lines += batch.len();
             }
             (lat, lines)
