@@ -2,7 +2,7 @@
 //   out/main.js              the extension (Node, CommonJS; `vscode` is provided by the host)
 //   out/client.js            the language client, loaded by main.js on first connect
 //   out/webview/logs.js      the log viewer page (browser)
-//   out/webview/dashboard.js the dashboard page (browser)
+//   out/webview/dashboard.js the dashboard page (browser): the ../webview bundle (+ dashboard.css)
 //   out-test/*.test.js       unit tests (--tests), run with `node --test out-test/`
 // Flags: --production (minify, no source maps), --watch, --tests.
 import * as esbuild from "esbuild";
@@ -18,7 +18,10 @@ const builds = tests
   ? [
       {
         ...common,
-        entryPoints: readdirSync("test/unit").filter((f) => f.endsWith(".test.ts")).map((f) => `test/unit/${f}`),
+        entryPoints: [
+          ...readdirSync("test/unit").filter((f) => f.endsWith(".test.ts")).map((f) => `test/unit/${f}`),
+          ...readdirSync("../webview/test").filter((f) => f.endsWith(".test.ts")).map((f) => `../webview/test/${f}`),
+        ],
         outdir: "out-test",
         platform: "node",
         format: "cjs",
@@ -43,7 +46,7 @@ const builds = tests
       { ...common, entryPoints: ["src/client.ts"], outfile: "out/client.js", platform: "node", format: "cjs", external: ["vscode"] },
       {
         ...common,
-        entryPoints: { logs: "src/webview/logs.ts", dashboard: "src/webview/dashboard.ts" },
+        entryPoints: { logs: "src/webview/logs.ts", dashboard: "../webview/src/main.ts" },
         outdir: "out/webview",
         platform: "browser",
         format: "iife",

@@ -131,6 +131,39 @@ pub enum ClientCommand {
         #[arg(short = 'n', long = "limit", value_name = "N", default_value_t = 100)]
         limit: u32,
     },
+    /// Print the latest metrics: the machine (CPU, memory, disk), the IPC score and its components, and the CPU
+    /// and memory of every running module's whole process tree.
+    ///
+    /// Without `-f` and without a steward.toml nearby, modules of every open project are shown. `--json` prints
+    /// the `steward/metrics` result (with `--history`, the samples of the last hour or, with `minute`, the
+    /// stored one-minute averages of the last day).
+    Metrics {
+        #[command(flatten)]
+        file: FileArg,
+        /// Include history: `raw` (every sample, last hour) or `minute` (one-minute averages, last day).
+        #[arg(long, value_enum)]
+        history: Option<HistoryArg>,
+    },
+    /// A live table of modules by CPU and memory, refreshed in place every interval until Ctrl-C (or
+    /// `--once`: print one table and exit).
+    Top {
+        #[command(flatten)]
+        file: FileArg,
+        /// Print once and exit.
+        #[arg(long)]
+        once: bool,
+        /// Refresh every DURATION (default: the daemon's sampling interval).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        interval: Option<Duration>,
+    },
+    /// List alerts firing now and those resolved since the daemon started (newest first).
+    ///
+    /// Exit status: 0 (also when alerts fire; use `--json` to inspect them in scripts).
+    Alerts {
+        /// How many resolved alerts to print.
+        #[arg(short = 'n', long = "limit", value_name = "N", default_value_t = 20)]
+        limit: u32,
+    },
     /// Print a shell completion script, e.g. `steward completions bash > ~/.local/share/bash-completion/completions/steward`.
     Completions {
         /// The shell.
@@ -145,6 +178,15 @@ pub struct FileArg {
     /// Stack file (default: steward.toml in the current directory or the nearest parent).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
+}
+
+/// `--history`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum HistoryArg {
+    /// Every sample (last hour).
+    Raw,
+    /// One-minute averages (last day).
+    Minute,
 }
 
 /// `steward memory …`.
@@ -553,8 +595,164 @@ async fn dispatch(c: &Client, cmd: ClientCommand, out: Out) -> Res {
             }
             Ok(())
         }
+        ClientCommand::Metrics { file, history } => {
+            let project = optional_project(c, file.file, out).await?.map(|p| p.path);
+            let history = match history {
+                None => p::MetricsResolution::None,
+                Some(HistoryArg::Raw) => p::MetricsResolution::Raw,
+                Some(HistoryArg::Minute) => p::MetricsResolution::Minute,
+            };
+            let m = c
+                .request::<p::Metrics>(p::MetricsParams { project, history, ..Default::default() })
+                .await
+                .map_err(|e| client_error(e, out))?;
+            if out.json {
+                return out.json(&m);
+            }
+            metrics_table(&m, out)
+        }
+        ClientCommand::Top { file, once, interval } => {
+            let project = optional_project(c, file.file, out).await?.map(|p| p.path);
+            let mut first = true;
+            loop {
+                let m = c
+                    .request::<p::Metrics>(p::MetricsParams { project: project.clone(), ..Default::default() })
+                    .await
+                    .map_err(|e| client_error(e, out))?;
+                if out.json {
+                    out.json(&m)?;
+                } else {
+                    if out.tty && !first {
+                        // Home, then clear to the end: the table is redrawn in place.
+                        outln!("\x1b[H\x1b[J");
+                    } else if out.tty {
+                        outln!("\x1b[2J\x1b[H");
+                    }
+                    metrics_table(&m, out)?;
+                }
+                first = false;
+                if once {
+                    return Ok(());
+                }
+                let wait = interval.unwrap_or(Duration::from_millis(m.interval_ms.max(100)));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
+        }
+        ClientCommand::Alerts { limit } => {
+            let a = c
+                .request::<p::Alerts>(p::AlertsParams { limit: Some(limit) })
+                .await
+                .map_err(|e| client_error(e, out))?;
+            if out.json {
+                return out.json(&a);
+            }
+            if a.active.is_empty() {
+                outln!("no alert is firing");
+            } else {
+                outln!("{}", out.bold("FIRING"));
+                for al in &a.active {
+                    outln!("  {}  {:<9}  {}", format_time(al.fired_ms, true), level_name(al.level), al.message);
+                }
+            }
+            if !a.resolved.is_empty() {
+                outln!("{}", out.bold("RESOLVED"));
+                for al in &a.resolved {
+                    let until = al.resolved_ms.map(|t| format_time(t, false)).unwrap_or_default();
+                    outln!(
+                        "  {} – {}  {:<9}  {}",
+                        format_time(al.fired_ms, true),
+                        until,
+                        level_name(al.level),
+                        al.message
+                    );
+                }
+            }
+            Ok(())
+        }
         ClientCommand::Completions { .. } => Ok(()),
     }
+}
+
+fn level_name(l: p::AlertLevel) -> &'static str {
+    match l {
+        p::AlertLevel::Info => "info",
+        p::AlertLevel::Warning => "warning",
+        p::AlertLevel::Critical => "critical",
+        p::AlertLevel::Emergency => "emergency",
+    }
+}
+
+fn bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[i]) }
+}
+
+/// `steward metrics` / `steward top`.
+fn metrics_table(m: &p::MetricsResult, out: Out) -> Res {
+    match &m.system {
+        Some(s) => {
+            let cpu = s.cpu_percent.map(|c| format!("{c:.1} %")).unwrap_or_else(|| "-".into());
+            let pct = |used: u64, total: u64| if total == 0 { 0.0 } else { used as f64 * 100.0 / total as f64 };
+            outln!(
+                "system  CPU {cpu} of {} cores · memory {} / {} ({:.0} %) · disk {} / {} ({:.0} %)",
+                s.cpus,
+                bytes(s.mem_used_bytes),
+                bytes(s.mem_total_bytes),
+                pct(s.mem_used_bytes, s.mem_total_bytes),
+                bytes(s.disk_used_bytes),
+                bytes(s.disk_total_bytes),
+                pct(s.disk_used_bytes, s.disk_total_bytes),
+            );
+        }
+        None => outln!("system  (not sampled yet)"),
+    }
+    if let Some(i) = &m.ipc {
+        outln!(
+            "IPC     score {} · {:.1} msg/s · {}/s · p50 {:.2} ms · p95 {:.2} ms · errors {:.1} % · queue {:.0} % · {} session{}",
+            i.score,
+            i.messages_per_sec,
+            bytes(i.bytes_per_sec as u64),
+            i.latency_p50_ms,
+            i.latency_p95_ms,
+            i.error_percent,
+            i.queue_fill_percent,
+            i.sessions.len(),
+            if i.sessions.len() == 1 { "" } else { "s" }
+        );
+    }
+    outln!("");
+    let header =
+        format!("  {:<16} {:>8} {:>8} {:>11} {:>6}  {}", "MODULE", "PID", "CPU %", "MEMORY", "PROCS", "PROJECT");
+    outln!("{}", out.bold(&header));
+    let mut modules = m.modules.clone();
+    modules.sort_by(|a, b| {
+        b.cpu_percent.unwrap_or(0.0).total_cmp(&a.cpu_percent.unwrap_or(0.0)).then(b.rss_bytes.cmp(&a.rss_bytes))
+    });
+    if modules.is_empty() {
+        outln!("  (no module is running)");
+    }
+    for x in &modules {
+        let name = x.project.rsplit('/').nth(1).unwrap_or(&x.project);
+        outln!(
+            "  {:<16} {:>8} {:>8} {:>11} {:>6}  {}",
+            x.module,
+            x.pid,
+            x.cpu_percent.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
+            bytes(x.rss_bytes),
+            x.processes,
+            name
+        );
+    }
+    Ok(())
 }
 
 /// Prints the outcome of a command that waited; a failure names the module and why (exit 1).

@@ -10,6 +10,7 @@ import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
 import {
   EVENT,
+  IPC,
   LOGS_APPEND,
   PROJECT_OPEN,
   STATUS,
@@ -230,6 +231,9 @@ export class Ctx implements vscode.Disposable {
     disposables.push(
       m.onNotification(session.client, EVENT, (ev) => this.handleEvent(ev)),
       m.onNotification(session.client, LOGS_APPEND, (p) => this.logSinks.get(p.subscription)?.(p.lines)),
+      m.onNotification(session.client, IPC, (ipc) => {
+        if (this.model.applyIpc(ipc)) this.changed.fire();
+      }),
     );
     try {
       await session.client.start();

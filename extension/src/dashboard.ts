@@ -1,9 +1,10 @@
-// The Dashboard view: a webview in the Steward sidebar. For now it shows live module states (the dashboard
-// issue fills it with metrics); it is already a local page under a strict CSP, fed by messages from here.
+// The Dashboard view: the ../webview bundle in the Steward sidebar. The page talks to the daemon only through
+// this relay (its VsCodeBridge): a fixed set of read methods and module actions on this window's projects,
+// plus pushed `steward/event`s. It is a local page under a strict CSP.
 
 import * as vscode from "vscode";
 import type { Ctx } from "./ctx";
-import { overallStatus, stateLabel } from "./logic/format";
+import { RELAYED, type FromHost, type ToHost } from "../../webview/src/bridge";
 import { webviewHtml, webviewOptions } from "./webviewHtml";
 
 export class DashboardView implements vscode.WebviewViewProvider, vscode.Disposable {
@@ -13,7 +14,7 @@ export class DashboardView implements vscode.WebviewViewProvider, vscode.Disposa
   constructor(private readonly ctx: Ctx) {
     this.disposables.push(
       vscode.window.registerWebviewViewProvider("steward.dashboard", this),
-      ctx.onDidChange(() => this.push()),
+      ctx.onDidChange(() => this.send({ type: "notification", method: "steward/status/changed", params: null })),
     );
   }
 
@@ -24,34 +25,41 @@ export class DashboardView implements vscode.WebviewViewProvider, vscode.Disposa
       title: "Steward Dashboard",
       script: "dashboard.js",
       style: "dashboard.css",
+      styleInOut: true,
       body: `<main id="app" aria-live="polite"></main>`,
     });
     this.disposables.push(
-      view.webview.onDidReceiveMessage((m: { type: string; project?: string; module?: string }) => {
-        if (m.type === "ready") this.push();
-        else if (m.type === "logs" && m.project) void vscode.commands.executeCommand("steward.viewLogs", { project: m.project, module: m.module });
-      }),
-      view.onDidChangeVisibility(() => view.visible && this.push()),
+      view.webview.onDidReceiveMessage((m: ToHost) => void this.onMessage(m)),
       view.onDidDispose(() => (this.view = undefined)),
     );
   }
 
-  /** Sends the current state; the page redraws from it. */
-  private push(): void {
-    if (!this.view?.visible) return;
-    const projects = this.ctx.projects;
-    void this.view.webview.postMessage({
-      type: "state",
-      connection: this.ctx.state.kind,
-      overall: overallStatus(projects).text.replace(/\$\([^)]*\)\s*/g, ""),
-      projects: projects.map((p) => ({
-        path: p.path,
-        name: p.name,
-        profile: p.profile ?? null,
-        up: p.up,
-        modules: p.modules.map((m) => ({ name: m.name, state: m.state, label: stateLabel(m), restarts: m.restarts, health: m.health ?? null })),
-      })),
-    });
+  private send(m: FromHost): void {
+    if (this.view?.visible) void this.view.webview.postMessage(m);
+  }
+
+  private async onMessage(m: ToHost): Promise<void> {
+    if (m.type === "action") {
+      const args = m.args ?? {};
+      if (m.name === "logs") void vscode.commands.executeCommand("steward.viewLogs", { project: args.project, module: args.module });
+      else if (m.name === "search") void vscode.commands.executeCommand("steward.searchMemory");
+      return;
+    }
+    if (m.type !== "request") return;
+    const reply = (r: { result?: unknown; error?: string }) => this.view && void this.view.webview.postMessage({ type: "response", id: m.id, ...r });
+    if (!(RELAYED as readonly string[]).includes(m.method)) return reply({ error: `not relayed: ${m.method}` });
+    // Module actions only on this window's projects.
+    const project = (m.params as { project?: string } | null)?.project;
+    if (m.method.startsWith("steward/module/") && !this.ctx.projects.some((p) => p.path === project)) {
+      return reply({ error: "not a project of this window" });
+    }
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      const result = await this.ctx.request(m.method, m.params as any);
+      reply({ result });
+    } catch (e) {
+      reply({ error: (e as Error).message });
+    }
   }
 
   dispose(): void {

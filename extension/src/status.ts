@@ -4,7 +4,7 @@
 import * as vscode from "vscode";
 import type { Ctx } from "./ctx";
 import { disconnectedText } from "./logic/connection";
-import { ipcText, overallStatus, profileText, statusTooltip, type ProjectView } from "./logic/format";
+import { ipcText, ipcTooltip, overallStatus, profileText, statusTooltip, type ProjectView } from "./logic/format";
 
 export class StatusBar implements vscode.Disposable {
   private readonly overall: vscode.StatusBarItem;
@@ -66,9 +66,7 @@ export class StatusBar implements vscode.Disposable {
 
     const primary = projects[0] as ProjectView | undefined;
     this.ipc.text = ipcText(this.ctx.model.daemon, primary);
-    this.ipc.tooltip = this.ipc.text.endsWith("–")
-      ? "IPC score: not reported by this daemon yet"
-      : "IPC score of this stack (see Steward's docs)";
+    this.ipc.tooltip = ipcTooltip(this.ctx.model.daemon);
     this.ipc.show();
 
     this.profile.text = profileText(primary);

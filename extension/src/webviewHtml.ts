@@ -15,11 +15,15 @@ export function webviewOptions(extensionUri: vscode.Uri): vscode.WebviewOptions 
 export function webviewHtml(
   webview: vscode.Webview,
   extensionUri: vscode.Uri,
-  opts: { title: string; script: string; style: string; body: string },
+  opts: { title: string; script: string; style: string; body: string; styleInOut?: boolean },
 ): string {
   const nonce = crypto.randomBytes(16).toString("base64");
   const script = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, "out", "webview", opts.script));
-  const style = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, "media", opts.style));
+  const style = webview.asWebviewUri(
+    opts.styleInOut
+      ? vscode.Uri.joinPath(extensionUri, "out", "webview", opts.style)
+      : vscode.Uri.joinPath(extensionUri, "media", opts.style),
+  );
   const csp = [
     "default-src 'none'",
     `style-src ${webview.cspSource}`,

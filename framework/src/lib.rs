@@ -8,6 +8,7 @@
 //!   diffs) as pure functions over data and time. No I/O.
 //! - [`process`], [`probe`]: the edge — spawning process groups, capturing output, signals, health checks.
 //! - [`engine`]: the async driver that feeds real-world inputs to the core and executes its actions.
+//! - [`metrics`]: machine CPU, memory and disk readings for the daemon's sampler.
 //! - [`store`]: logs, events, runs and notes in SQLite (the memory).
 //! - [`backup`]: the content-addressed backup repository, the store's online copy, retention.
 #![deny(missing_docs)]
@@ -18,6 +19,7 @@ pub mod core;
 pub mod engine;
 pub mod graph;
 pub mod lifecycle;
+pub mod metrics;
 pub mod probe;
 pub mod process;
 pub mod store;

@@ -656,29 +656,81 @@ pub fn tree_rss_bytes(pid: u32) -> Option<u64> {
     if pid == 0 {
         return None;
     }
-    let table = proc_table();
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    for (&p, info) in &table {
-        children.entry(info.ppid).or_default().push(p);
+    ProcTable::read().tree(pid).map(|t| t.rss_bytes)
+}
+
+/// What a module's process tree uses (see [`ProcTable::tree`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeUsage {
+    /// Summed resident memory, bytes.
+    pub rss_bytes: u64,
+    /// Summed CPU time (user + system) of the live processes, milliseconds.
+    pub cpu_ms: u64,
+    /// Live processes in the tree.
+    pub processes: u32,
+}
+
+/// One reading of the process table (one pass over `/proc` on Linux), from which the usage of any number
+/// of process trees can be computed — the metrics sampler reads it once per tick for every module.
+#[derive(Debug, Default)]
+pub struct ProcTable {
+    table: HashMap<u32, ProcInfo>,
+    children: HashMap<u32, Vec<u32>>,
+}
+
+impl ProcTable {
+    /// Reads the process table now.
+    pub fn read() -> ProcTable {
+        let table = proc_table();
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (&p, info) in &table {
+            children.entry(info.ppid).or_default().push(p);
+        }
+        ProcTable { table, children }
     }
-    // The group, the leader itself, then every descendant of any of them (a child that moved to its own
-    // group or session is still part of the module's tree).
-    let mut tree: HashSet<u32> = table.iter().filter(|(_, p)| p.live && p.pgrp == pid).map(|(&p, _)| p).collect();
-    if table.get(&pid).is_some_and(|p| p.live) {
-        tree.insert(pid);
+
+    /// Number of processes seen.
+    pub fn len(&self) -> usize {
+        self.table.len()
     }
-    let mut frontier: Vec<u32> = tree.iter().copied().collect();
-    while let Some(p) = frontier.pop() {
-        for &kid in children.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
-            if table.get(&kid).is_some_and(|k| k.live) && tree.insert(kid) {
-                frontier.push(kid);
+
+    /// True when no process was seen (no `/proc`?).
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// The usage of a module's whole tree: every live process in the process group `pid` and every live
+    /// descendant of those (including descendants that moved to another group or session). None when there
+    /// is no such live process. Shared pages are counted once per process (the usual RSS sum).
+    pub fn tree(&self, pid: u32) -> Option<TreeUsage> {
+        if pid == 0 {
+            return None;
+        }
+        let table = &self.table;
+        // The group, the leader itself, then every descendant of any of them.
+        let mut tree: HashSet<u32> = table.iter().filter(|(_, p)| p.live && p.pgrp == pid).map(|(&p, _)| p).collect();
+        if table.get(&pid).is_some_and(|p| p.live) {
+            tree.insert(pid);
+        }
+        let mut frontier: Vec<u32> = tree.iter().copied().collect();
+        while let Some(p) = frontier.pop() {
+            for &kid in self.children.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
+                if table.get(&kid).is_some_and(|k| k.live) && tree.insert(kid) {
+                    frontier.push(kid);
+                }
             }
         }
+        if tree.is_empty() {
+            return None;
+        }
+        let mut usage = TreeUsage::default();
+        for info in tree.iter().filter_map(|p| table.get(p)) {
+            usage.rss_bytes += info.rss_bytes;
+            usage.cpu_ms += info.cpu_ms;
+            usage.processes += 1;
+        }
+        Some(usage)
     }
-    if tree.is_empty() {
-        return None;
-    }
-    Some(tree.iter().filter_map(|p| table.get(p)).map(|p| p.rss_bytes).sum())
 }
 
 /// What we need to know about one process.
@@ -689,6 +741,8 @@ struct ProcInfo {
     /// Not a zombie (nor dead).
     live: bool,
     rss_bytes: u64,
+    /// User + system CPU time, milliseconds.
+    cpu_ms: u64,
 }
 
 #[cfg(target_os = "linux")]
@@ -734,7 +788,25 @@ mod linux {
         let pgrp = fields.get(2)?.parse().ok()?;
         // Field 24, rss in pages: the same counter as the second column of /proc/PID/statm.
         let rss_pages: u64 = fields.get(21)?.parse().ok()?;
-        Some(ProcInfo { ppid, pgrp, live: !matches!(state, 'Z' | 'X' | 'x'), rss_bytes: rss_pages * page_size() })
+        // Fields 14 and 15: utime and stime, in clock ticks.
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some(ProcInfo {
+            ppid,
+            pgrp,
+            live: !matches!(state, 'Z' | 'X' | 'x'),
+            rss_bytes: rss_pages * page_size(),
+            cpu_ms: (utime + stime) * 1000 / clock_ticks(),
+        })
+    }
+
+    fn clock_ticks() -> u64 {
+        static TICKS: OnceLock<u64> = OnceLock::new();
+        *TICKS.get_or_init(|| {
+            // SAFETY: sysconf has no preconditions.
+            let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+            if ticks > 0 { ticks as u64 } else { 100 }
+        })
     }
 
     fn page_size() -> u64 {
@@ -760,7 +832,11 @@ mod portable {
     pub(super) fn proc_table() -> HashMap<u32, ProcInfo> {
         let mut table = HashMap::new();
         let Ok(mut sys) = System::new() else { return table };
-        sys.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing().with_memory());
+        sys.refresh_processes_specifics(
+            ProcessesToUpdate::All,
+            true,
+            ProcessRefreshKind::nothing().with_memory().with_cpu(),
+        );
         for (pid, process) in sys.processes() {
             let pid = pid.as_u32();
             let Ok(raw) = libc::pid_t::try_from(pid) else { continue };
@@ -776,6 +852,7 @@ mod portable {
                     pgrp: pgrp as u32,
                     live: !matches!(process.status(), ProcessStatus::Zombie | ProcessStatus::Dead),
                     rss_bytes: process.memory(),
+                    cpu_ms: process.accumulated_cpu_time(),
                 },
             );
         }

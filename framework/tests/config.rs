@@ -700,6 +700,7 @@ fn docs_mention_every_key() {
         schema::LIMITS_KEYS,
         schema::BACKUP_KEYS,
         schema::PROFILE_KEYS,
+        schema::ALERTS_KEYS,
     ];
     let missing: Vec<&str> = lists
         .iter()
@@ -707,4 +708,30 @@ fn docs_mention_every_key() {
         .filter(|k| ![format!("`{k}`"), format!("`[{k}]"), format!("`[{k}.")].iter().any(|form| docs.contains(form)))
         .collect();
     assert!(missing.is_empty(), "docs/stack-file.md does not mention: {missing:?}");
+}
+
+#[test]
+fn alerts_table_overrides_defaults_and_errors_are_located() {
+    let (_d, stack) = load_ok(
+        &[(
+            "steward.toml",
+            "[alerts]\ncpu_warning = 60\nipc_for = \"30s\"\nhealth = false\n[modules.a]\nrun = \"true\"\n",
+        )],
+        &opts(None, &[]),
+    );
+    assert_eq!(stack.alerts.cpu.warning, 60.0);
+    assert_eq!(stack.alerts.cpu.critical, 90.0);
+    assert_eq!(stack.alerts.ipc_for_ms, 30_000);
+    assert!(!stack.alerts.health);
+    let errors = load_err(
+        &[(
+            "steward.toml",
+            "[alerts]\ncpu_warning = 120\ndisk_warning = 90\ndisk_critical = 80\nhealthy = true\n[modules.a]\nrun = \"true\"\n",
+        )],
+        &opts(None, &[]),
+    );
+    let text: Vec<String> = errors.iter().map(|e| format!("{}:{} {}", e.line, e.column, e.message)).collect();
+    assert!(text.iter().any(|t| t.starts_with("2:15") && t.contains("out of range: 120")), "{text:?}");
+    assert!(text.iter().any(|t| t.starts_with("4:17") && t.contains("below `disk_warning`")), "{text:?}");
+    assert!(text.iter().any(|t| t.starts_with("5:1") && t.contains("healthy")), "{text:?}");
 }

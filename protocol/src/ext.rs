@@ -246,6 +246,13 @@ pub struct ModuleStatus {
     /// Restart attempt within the current window (`backoff`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// CPU use of the module's whole process tree over the last sampling interval, percent of one core
+    /// (while it has a process and once it was sampled twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// Resident memory of the module's whole process tree, bytes (while it has a process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
 }
 
 /// One open project.
@@ -368,6 +375,18 @@ pub struct StatusResult {
     pub home: String,
     /// Open projects, in the order they were opened.
     pub projects: Vec<ProjectStatus>,
+    /// The daemon's IPC score, 0–100 (see [`IpcStats`]; docs/metrics.md has the formula).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc_score: Option<u32>,
+    /// The IPC load behind the score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<IpcStats>,
+    /// The machine, as last sampled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemMetrics>,
+    /// Alerts that are firing now.
+    #[serde(default)]
+    pub alerts: Vec<Alert>,
 }
 
 /// `steward/status`.
@@ -1026,6 +1045,287 @@ impl Request for DaemonStop {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Metrics, IPC score and alerts
+
+/// Method name of [`Metrics`].
+pub const METRICS: &str = "steward/metrics";
+/// Method name of [`Alerts`].
+pub const ALERTS: &str = "steward/alerts";
+/// Method name of the [`IpcChanged`] notification.
+pub const IPC: &str = "steward/ipc";
+
+/// The machine, as last sampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemMetrics {
+    /// When it was sampled.
+    pub at_ms: u64,
+    /// CPU busy, percent of all cores (absent on platforms without it, and before the second sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// Logical CPUs.
+    pub cpus: u32,
+    /// Total memory, bytes.
+    pub mem_total_bytes: u64,
+    /// Memory in use (total − available), bytes.
+    pub mem_used_bytes: u64,
+    /// The volume whose disk is reported (the daemon's home).
+    pub disk_path: String,
+    /// Its size, bytes.
+    pub disk_total_bytes: u64,
+    /// Its used space, bytes.
+    pub disk_used_bytes: u64,
+}
+
+/// The daemon's JSON-RPC traffic over the last sampling interval, and the IPC score it gives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpcStats {
+    /// The score, 0–100: the largest of the four components.
+    pub score: u32,
+    /// Messages in and out per second.
+    pub messages_per_sec: f64,
+    /// Bytes in and out per second.
+    pub bytes_per_sec: f64,
+    /// Median request latency (handler time), ms; 0 when no request was served.
+    pub latency_p50_ms: f64,
+    /// 95th-percentile request latency, ms.
+    pub latency_p95_ms: f64,
+    /// Requests answered with an error, and rejected messages, percent of requests.
+    pub error_percent: f64,
+    /// Fullest outgoing queue among the sessions, percent of its limit.
+    pub queue_fill_percent: f64,
+    /// Components of the score, each 0–100 against its budget.
+    pub components: IpcComponents,
+    /// Totals since the daemon started.
+    pub totals: IpcTotals,
+    /// Open sessions and their outgoing queues.
+    pub sessions: Vec<SessionIpc>,
+}
+
+/// The four components of the IPC score, each `min(100, 100 × value / budget)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpcComponents {
+    /// Message rate against 5,000 msg/s.
+    pub rate: f64,
+    /// p95 latency against 50 ms.
+    pub latency: f64,
+    /// Error share against 5 %.
+    pub errors: f64,
+    /// Fullest queue against 100 %.
+    pub queue: f64,
+}
+
+/// Counters since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpcTotals {
+    /// Messages received.
+    pub messages_in: u64,
+    /// Messages sent (responses and notifications).
+    pub messages_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Requests handled.
+    pub requests: u64,
+    /// Requests answered with an error, and messages rejected by the framing.
+    pub errors: u64,
+}
+
+/// One session's outgoing queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionIpc {
+    /// Session id.
+    pub id: u64,
+    /// Peer process id, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<i32>,
+    /// Queue fill, percent of its limit.
+    pub queue_fill_percent: f64,
+}
+
+/// One module's latest sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleMetrics {
+    /// Project (stack file path).
+    pub project: String,
+    /// Module.
+    pub module: String,
+    /// Process group id sampled.
+    pub pid: u32,
+    /// CPU of the tree, percent of one core (absent until sampled twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// Resident memory of the tree, bytes.
+    pub rss_bytes: u64,
+    /// Live processes in the tree.
+    pub processes: u32,
+    /// The module's memory limit, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
+}
+
+/// One point of a metrics history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricPoint {
+    /// When.
+    pub at_ms: u64,
+    /// Project; empty for the daemon-wide series (machine CPU and memory, IPC score).
+    pub project: String,
+    /// Module; empty for the daemon-wide series.
+    pub module: String,
+    /// CPU, percent of one core (module) or of the machine (daemon-wide).
+    pub cpu_percent: f64,
+    /// Tree RSS (module) or used memory of the machine (daemon-wide), bytes.
+    pub mem_bytes: u64,
+    /// IPC score (daemon-wide series).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc_score: Option<f64>,
+}
+
+/// Which history `steward/metrics` returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MetricsResolution {
+    /// No history, only the latest samples.
+    #[default]
+    None,
+    /// Every sample (kept in memory for the last hour).
+    Raw,
+    /// One-minute averages (kept in the store for 7 days).
+    Minute,
+}
+
+/// Params of `steward/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsParams {
+    /// Only this project (path or name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Only this module (with `project`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// History to include (default none).
+    #[serde(default)]
+    pub history: MetricsResolution,
+    /// History from this time on (default: the last hour for `raw`, the last day for `minute`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+}
+
+/// Result of `steward/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsResult {
+    /// The sampling interval.
+    pub interval_ms: u64,
+    /// The machine (absent before the first sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemMetrics>,
+    /// The IPC load (absent before the first sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<IpcStats>,
+    /// Every module with a process, latest sample.
+    pub modules: Vec<ModuleMetrics>,
+    /// History, oldest first (empty unless asked for).
+    #[serde(default)]
+    pub history: Vec<MetricPoint>,
+}
+
+/// `steward/metrics`.
+#[derive(Debug)]
+pub enum Metrics {}
+impl Request for Metrics {
+    const METHOD: &'static str = METRICS;
+    type Params = MetricsParams;
+    type Result = MetricsResult;
+}
+
+/// How bad an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AlertLevel {
+    /// Worth knowing.
+    Info,
+    /// Look soon.
+    Warning,
+    /// Look now.
+    Critical,
+    /// Something is about to break.
+    Emergency,
+}
+
+/// One alert: a rule's condition on one subject (the machine, or one module).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    /// Rule: `cpu`, `memory`, `disk`, `ipc`, `moduleCpu`, `moduleMemory`, `restartLoop`, `health`.
+    pub rule: String,
+    /// Severity (the highest reached while it fired).
+    pub level: AlertLevel,
+    /// Project, for module alerts (empty for machine-wide ones).
+    pub project: String,
+    /// Module, for module alerts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// What is wrong, in words.
+    pub message: String,
+    /// The value that fired it (percent, or a count).
+    pub value: f64,
+    /// The threshold it crossed.
+    pub threshold: f64,
+    /// When it fired.
+    pub fired_ms: u64,
+    /// When it resolved (absent while it fires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_ms: Option<u64>,
+}
+
+/// Params of `steward/alerts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertsParams {
+    /// Most resolved alerts to return (default 50, newest first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// Result of `steward/alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertsResult {
+    /// Firing now.
+    pub active: Vec<Alert>,
+    /// Resolved since the daemon started, newest first.
+    pub resolved: Vec<Alert>,
+}
+
+/// `steward/alerts`.
+#[derive(Debug)]
+pub enum Alerts {}
+impl Request for Alerts {
+    const METHOD: &'static str = ALERTS;
+    type Params = AlertsParams;
+    type Result = AlertsResult;
+}
+
+/// `steward/ipc` (notification, to every initialized session): the IPC score changed by 5 points or more
+/// (at most once every 5 s).
+#[derive(Debug)]
+pub enum IpcChanged {}
+impl Notification for IpcChanged {
+    const METHOD: &'static str = IPC;
+    type Params = IpcStats;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // steward/event
 
 /// Params of the `steward/event` notification: one thing that happened to a project.
@@ -1140,6 +1440,25 @@ pub enum EventDetail {
         scheduled: bool,
         /// Why.
         error: String,
+    },
+    /// An alert fired, changed level, or resolved (`project` is empty for machine-wide alerts). Also stored as
+    /// a note tagged `alert`, the rule and the level.
+    Alert {
+        /// Rule (see [`Alert::rule`]).
+        rule: String,
+        /// `fired`, `escalated` or `resolved`.
+        state: String,
+        /// Severity; `info` when it resolved.
+        level: AlertLevel,
+        /// Module, for module alerts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        module: Option<String>,
+        /// What happened, in words.
+        message: String,
+        /// The value measured.
+        value: f64,
+        /// The threshold.
+        threshold: f64,
     },
 }
 

@@ -59,6 +59,8 @@ fn module_status_is_camel_case() {
         signal: None,
         retry_in_ms: None,
         attempt: None,
+        cpu_percent: None,
+        rss_bytes: None,
     };
     assert_eq!(
         serde_json::to_value(&m).unwrap(),

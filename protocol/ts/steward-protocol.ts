@@ -202,6 +202,13 @@ export interface ModuleStatus {
   retryInMs?: number;
   /** Restart attempt within the current window (`backoff`). */
   attempt?: number;
+  /**
+   * CPU use of the module's whole process tree over the last sampling interval, percent of one core
+   * (while it has a process and once it was sampled twice).
+   */
+  cpuPercent?: number;
+  /** Resident memory of the module's whole process tree, bytes (while it has a process). */
+  rssBytes?: number;
 }
 
 /** One open project. */
@@ -301,6 +308,14 @@ export interface StatusResult {
   home: string;
   /** Open projects, in the order they were opened. */
   projects: ProjectStatus[];
+  /** The daemon's IPC score, 0–100 (see `IpcStats`; docs/metrics.md has the formula). */
+  ipcScore?: number;
+  /** The IPC load behind the score. */
+  ipc?: IpcStats;
+  /** The machine, as last sampled. */
+  system?: SystemMetrics;
+  /** Alerts that are firing now. */
+  alerts?: Alert[];
 }
 
 /** Params of `steward/project/open`. */
@@ -660,6 +675,215 @@ export interface DaemonStopResult {
   pid: number;
 }
 
+/** Method name of `Metrics`. */
+export const METRICS = "steward/metrics";
+
+/** Method name of `Alerts`. */
+export const ALERTS = "steward/alerts";
+
+/** Method name of the `IpcChanged` notification. */
+export const IPC = "steward/ipc";
+
+/** The machine, as last sampled. */
+export interface SystemMetrics {
+  /** When it was sampled. */
+  atMs: number;
+  /** CPU busy, percent of all cores (absent on platforms without it, and before the second sample). */
+  cpuPercent?: number;
+  /** Logical CPUs. */
+  cpus: number;
+  /** Total memory, bytes. */
+  memTotalBytes: number;
+  /** Memory in use (total − available), bytes. */
+  memUsedBytes: number;
+  /** The volume whose disk is reported (the daemon's home). */
+  diskPath: string;
+  /** Its size, bytes. */
+  diskTotalBytes: number;
+  /** Its used space, bytes. */
+  diskUsedBytes: number;
+}
+
+/** The daemon's JSON-RPC traffic over the last sampling interval, and the IPC score it gives. */
+export interface IpcStats {
+  /** The score, 0–100: the largest of the four components. */
+  score: number;
+  /** Messages in and out per second. */
+  messagesPerSec: number;
+  /** Bytes in and out per second. */
+  bytesPerSec: number;
+  /** Median request latency (handler time), ms; 0 when no request was served. */
+  latencyP50Ms: number;
+  /** 95th-percentile request latency, ms. */
+  latencyP95Ms: number;
+  /** Requests answered with an error, and rejected messages, percent of requests. */
+  errorPercent: number;
+  /** Fullest outgoing queue among the sessions, percent of its limit. */
+  queueFillPercent: number;
+  /** Components of the score, each 0–100 against its budget. */
+  components: IpcComponents;
+  /** Totals since the daemon started. */
+  totals: IpcTotals;
+  /** Open sessions and their outgoing queues. */
+  sessions: SessionIpc[];
+}
+
+/** The four components of the IPC score, each `min(100, 100 × value / budget)`. */
+export interface IpcComponents {
+  /** Message rate against 5,000 msg/s. */
+  rate: number;
+  /** p95 latency against 50 ms. */
+  latency: number;
+  /** Error share against 5 %. */
+  errors: number;
+  /** Fullest queue against 100 %. */
+  queue: number;
+}
+
+/** Counters since the daemon started. */
+export interface IpcTotals {
+  /** Messages received. */
+  messagesIn: number;
+  /** Messages sent (responses and notifications). */
+  messagesOut: number;
+  /** Bytes received. */
+  bytesIn: number;
+  /** Bytes sent. */
+  bytesOut: number;
+  /** Requests handled. */
+  requests: number;
+  /** Requests answered with an error, and messages rejected by the framing. */
+  errors: number;
+}
+
+/** One session's outgoing queue. */
+export interface SessionIpc {
+  /** Session id. */
+  id: number;
+  /** Peer process id, when known. */
+  peerPid?: number;
+  /** Queue fill, percent of its limit. */
+  queueFillPercent: number;
+}
+
+/** One module's latest sample. */
+export interface ModuleMetrics {
+  /** Project (stack file path). */
+  project: string;
+  /** Module. */
+  module: string;
+  /** Process group id sampled. */
+  pid: number;
+  /** CPU of the tree, percent of one core (absent until sampled twice). */
+  cpuPercent?: number;
+  /** Resident memory of the tree, bytes. */
+  rssBytes: number;
+  /** Live processes in the tree. */
+  processes: number;
+  /** The module's memory limit, when it has one. */
+  memoryLimitBytes?: number;
+}
+
+/** One point of a metrics history. */
+export interface MetricPoint {
+  /** When. */
+  atMs: number;
+  /** Project; empty for the daemon-wide series (machine CPU and memory, IPC score). */
+  project: string;
+  /** Module; empty for the daemon-wide series. */
+  module: string;
+  /** CPU, percent of one core (module) or of the machine (daemon-wide). */
+  cpuPercent: number;
+  /** Tree RSS (module) or used memory of the machine (daemon-wide), bytes. */
+  memBytes: number;
+  /** IPC score (daemon-wide series). */
+  ipcScore?: number;
+}
+
+/** Which history `steward/metrics` returns. */
+export type MetricsResolution =
+  /** No history, only the latest samples. */
+  | "none"
+  /** Every sample (kept in memory for the last hour). */
+  | "raw"
+  /** One-minute averages (kept in the store for 7 days). */
+  | "minute"
+;
+
+/** Params of `steward/metrics`. */
+export interface MetricsParams {
+  /** Only this project (path or name). */
+  project?: string;
+  /** Only this module (with `project`). */
+  module?: string;
+  /** History to include (default none). */
+  history?: MetricsResolution;
+  /** History from this time on (default: the last hour for `raw`, the last day for `minute`). */
+  sinceMs?: number;
+}
+
+/** Result of `steward/metrics`. */
+export interface MetricsResult {
+  /** The sampling interval. */
+  intervalMs: number;
+  /** The machine (absent before the first sample). */
+  system?: SystemMetrics;
+  /** The IPC load (absent before the first sample). */
+  ipc?: IpcStats;
+  /** Every module with a process, latest sample. */
+  modules: ModuleMetrics[];
+  /** History, oldest first (empty unless asked for). */
+  history?: MetricPoint[];
+}
+
+/** How bad an alert is. */
+export type AlertLevel =
+  /** Worth knowing. */
+  | "info"
+  /** Look soon. */
+  | "warning"
+  /** Look now. */
+  | "critical"
+  /** Something is about to break. */
+  | "emergency"
+;
+
+/** One alert: a rule's condition on one subject (the machine, or one module). */
+export interface Alert {
+  /** Rule: `cpu`, `memory`, `disk`, `ipc`, `moduleCpu`, `moduleMemory`, `restartLoop`, `health`. */
+  rule: string;
+  /** Severity (the highest reached while it fired). */
+  level: AlertLevel;
+  /** Project, for module alerts (empty for machine-wide ones). */
+  project: string;
+  /** Module, for module alerts. */
+  module?: string;
+  /** What is wrong, in words. */
+  message: string;
+  /** The value that fired it (percent, or a count). */
+  value: number;
+  /** The threshold it crossed. */
+  threshold: number;
+  /** When it fired. */
+  firedMs: number;
+  /** When it resolved (absent while it fires). */
+  resolvedMs?: number;
+}
+
+/** Params of `steward/alerts`. */
+export interface AlertsParams {
+  /** Most resolved alerts to return (default 50, newest first). */
+  limit?: number;
+}
+
+/** Result of `steward/alerts`. */
+export interface AlertsResult {
+  /** Firing now. */
+  active: Alert[];
+  /** Resolved since the daemon started, newest first. */
+  resolved: Alert[];
+}
+
 /** Params of the `steward/event` notification: one thing that happened to a project. */
 export type EventParams = {
   /** Project (stack file path). */
@@ -766,6 +990,27 @@ export type EventDetail =
       scheduled: boolean;
       /** Why. */
       error: string;
+    }
+  /**
+   * An alert fired, changed level, or resolved (`project` is empty for machine-wide alerts). Also stored as
+   * a note tagged `alert`, the rule and the level.
+   */
+  | {
+      kind: "alert";
+      /** Rule (see `Alert::rule`). */
+      rule: string;
+      /** `fired`, `escalated` or `resolved`. */
+      state: string;
+      /** Severity; `info` when it resolved. */
+      level: AlertLevel;
+      /** Module, for module alerts. */
+      module?: string;
+      /** What happened, in words. */
+      message: string;
+      /** The value measured. */
+      value: number;
+      /** The threshold. */
+      threshold: number;
     }
 ;
 
@@ -995,6 +1240,8 @@ export interface Requests {
   "steward/memory/note": { params: NoteParams; result: NoteResult };
   "steward/events/query": { params: EventQueryParams; result: EventQueryResult };
   "steward/daemon/stop": { params: DaemonStopParams; result: DaemonStopResult };
+  "steward/metrics": { params: MetricsParams; result: MetricsResult };
+  "steward/alerts": { params: AlertsParams; result: AlertsResult };
   "steward/backup/create": { params: BackupCreateParams; result: BackupSummary };
   "steward/db/maintain": { params: DbMaintainParams; result: DbMaintainResult };
   "steward/health": { params: HealthParams; result: HealthReport };
@@ -1003,6 +1250,7 @@ export interface Requests {
 /** Every notification from the daemon: method name → params type. */
 export interface Notifications {
   "steward/logs/append": LogAppendParams;
+  "steward/ipc": IpcStats;
   "steward/event": EventParams;
   "$/progress": ProgressParams;
 }

@@ -51,6 +51,8 @@ pub fn module(m: &core::ModuleStatus) -> p::ModuleStatus {
         signal: None,
         retry_in_ms: None,
         attempt: None,
+        cpu_percent: None,
+        rss_bytes: None,
     };
     match &m.state {
         State::Running { health: h, .. } => out.health = Some(health(*h)),

@@ -141,6 +141,7 @@ impl Outbox {
             return Err(PushError::Stalled);
         }
         q.bytes += frame.len();
+        super::metrics::IPC.sent(frame.len());
         q.frames.push_back(frame);
         drop(q);
         self.ready.notify_one();
@@ -343,9 +344,11 @@ impl<R: AsyncRead + Unpin> FrameGuard<R> {
         }
         let mut message = self.buf.split_to(total);
         let body = message.split_off(header_len).freeze();
+        super::metrics::IPC.received(total);
         match check_message(&body) {
             Ok(()) => Step::Frame(frame_body(&body)),
             Err((id, code, msg)) => {
+                super::metrics::IPC.rejected();
                 tracing::debug!(session = self.session, "rejected a message: {msg}");
                 self.reply_error(id, code, &msg);
                 Step::Skipped

@@ -52,6 +52,7 @@ pub async fn status(ctx: Ctx, params: p::StatusParams) -> Result<p::StatusResult
         Some(key) => vec![ctx.state.resolve(key)?],
         None => ctx.state.projects(),
     };
+    let ipc = ctx.state.metrics.ipc();
     Ok(p::StatusResult {
         version: env!("CARGO_PKG_VERSION").to_string(),
         protocol_version: p::PROTOCOL_VERSION,
@@ -59,14 +60,91 @@ pub async fn status(ctx: Ctx, params: p::StatusParams) -> Result<p::StatusResult
         started_ms: ctx.state.started_ms,
         uptime_ms: ctx.state.started.elapsed().as_millis() as u64,
         home: ctx.state.home.display().to_string(),
-        projects: projects.iter().map(|p| p.status()).collect(),
+        projects: projects
+            .iter()
+            .map(|p| {
+                let mut s = p.status();
+                ctx.state.metrics.annotate(&mut s);
+                s
+            })
+            .collect(),
+        ipc_score: ipc.as_ref().map(|i| i.score),
+        ipc,
+        system: ctx.state.metrics.system(),
+        alerts: ctx.state.alerts.active(),
+    })
+}
+
+/// `steward/metrics`.
+pub async fn metrics(ctx: Ctx, params: p::MetricsParams) -> Result<p::MetricsResult> {
+    let project = match params.project.as_deref() {
+        Some(key) => Some(ctx.state.resolve(key)?),
+        None => None,
+    };
+    if let (Some(project), Some(module)) = (&project, &params.module) {
+        module_of(project, module)?;
+    }
+    let project_id = project.as_ref().map(|p| p.id.clone());
+    let module = params.module.clone();
+    let keep = |proj: &str, m: &str| {
+        project_id.as_deref().is_none_or(|want| want == proj || proj.is_empty())
+            && module.as_deref().is_none_or(|want| want == m || proj.is_empty())
+    };
+    let now = steward_framework::lifecycle::now_ms();
+    let history = match params.history {
+        p::MetricsResolution::None => Vec::new(),
+        p::MetricsResolution::Raw => ctx
+            .state
+            .metrics
+            .history(params.since_ms.unwrap_or(now.saturating_sub(3_600_000)), None, None)
+            .into_iter()
+            .filter(|pt| keep(&pt.project, &pt.module))
+            .collect(),
+        p::MetricsResolution::Minute => {
+            let store = ctx.state.store.clone();
+            let q = steward_framework::store::MetricsQuery {
+                resolution_ms: 60_000,
+                since_ms: params.since_ms.unwrap_or(now.saturating_sub(86_400_000)),
+                project: None,
+                module: None,
+            };
+            let rows = blocking(move || Ok(store.metrics(&q)?)).await?;
+            rows.into_iter()
+                .filter(|r| keep(&r.project, &r.module))
+                .map(|r| p::MetricPoint {
+                    at_ms: r.ts_ms,
+                    project: r.project,
+                    module: r.module,
+                    cpu_percent: r.cpu_percent,
+                    mem_bytes: r.mem_bytes,
+                    ipc_score: r.ipc_score,
+                })
+                .collect()
+        }
+    };
+    Ok(p::MetricsResult {
+        interval_ms: ctx.state.metrics.interval.as_millis() as u64,
+        system: ctx.state.metrics.system(),
+        ipc: ctx.state.metrics.ipc(),
+        modules: ctx.state.metrics.modules().into_iter().filter(|m| keep(&m.project, &m.module)).collect(),
+        history,
+    })
+}
+
+/// `steward/alerts`.
+pub async fn alerts(ctx: Ctx, params: p::AlertsParams) -> Result<p::AlertsResult> {
+    Ok(p::AlertsResult {
+        active: ctx.state.alerts.active(),
+        resolved: ctx.state.alerts.resolved(limit(params.limit, 50, 200)),
     })
 }
 
 /// `steward/project/open`.
 pub async fn project_open(ctx: Ctx, params: p::OpenParams) -> Result<p::ProjectStatus> {
     let project = ctx.state.open(params).await?;
-    Ok(project.status())
+    let mut status = project.status();
+    ctx.state.metrics.annotate(&mut status);
+    Ok(status)
 }
 
 /// `steward/project/up`.

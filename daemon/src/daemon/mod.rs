@@ -15,14 +15,19 @@
 //! - [`framing`]: size limits, timeouts and the bounded outgoing queue around the library's framing.
 //! - [`sessions`]: broadcast registry. [`tail`]: log subscriptions. [`orphans`]: crash recovery.
 //! - [`language`]: language features for stack files (diagnostics, hover, code lenses, completion).
+//! - [`metrics`]: the sampler (module trees, the machine, IPC counters and score); [`alerts`]: the rules.
+//! - [`http`]: the optional loopback `/metrics` (Prometheus) and `/health` endpoint (`STEWARD_HTTP_ADDR`).
 //! - [`ops`]: backups (on request and scheduled), store maintenance, the health check, `$/progress`.
 
+mod alerts;
 mod convert;
 mod error;
 mod framing;
 mod handlers;
+mod http;
 mod language;
 mod logfile;
+mod metrics;
 mod ops;
 mod orphans;
 mod server;
@@ -168,6 +173,23 @@ async fn serve(home: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let http_listener = match http::configured() {
+        Ok(None) => None,
+        Ok(Some(addr)) => match http::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let e = format!("{}={addr}: cannot listen: {e}", http::ENV);
+                tracing::error!("{e}");
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let socket = paths::socket_path(&home);
     let listener = match bind(&socket) {
         Ok(l) => l,
@@ -197,6 +219,13 @@ async fn serve(home: PathBuf) -> ExitCode {
     let state = Arc::new(DaemonState::new(home.clone(), store, framing::Limits::from_env(), backup));
     let tail = tokio::spawn(tail::Tail::run(state.clone()));
     let scheduler = tokio::spawn(ops::scheduler(state.clone()));
+    let sampler = tokio::spawn(metrics::run(state.clone()));
+    if let Some(l) = http_listener {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!("http endpoint on http://{addr}/metrics and /health");
+        }
+        tokio::spawn(http::serve(state.clone(), l));
+    }
     let accept = tokio::spawn(server::accept_loop(state.clone(), listener));
     tracing::info!(
         "steward daemon {} (pid {}) listening on {}",
@@ -228,6 +257,7 @@ async fn serve(home: PathBuf) -> ExitCode {
     }
     state.sessions.cancel_all();
     scheduler.abort();
+    sampler.abort();
     let _ = tail.await;
     // Give sessions a moment to close their sockets.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);

@@ -26,6 +26,7 @@ use super::error::ApiError;
 use super::framing::{FrameGuard, Outbox, OutboxWriter, write_loop};
 use super::handlers::{self, Ctx};
 use super::language::{self, Language};
+use super::metrics;
 use super::ops;
 use super::sessions::Session;
 use super::state::DaemonState;
@@ -186,6 +187,8 @@ fn methods(b: LspServiceBuilder<Backend>) -> LspServiceBuilder<Backend> {
     let b = route::<p::BackupCreate, _, _>(b, ops::backup_create);
     let b = route::<p::DbMaintain, _, _>(b, ops::db_maintain);
     let b = route::<p::DaemonHealth, _, _>(b, ops::health);
+    let b = route::<p::Metrics, _, _>(b, handlers::metrics);
+    let b = route::<p::Alerts, _, _>(b, handlers::alerts);
     route::<p::DaemonStop, _, _>(b, handlers::daemon_stop)
 }
 
@@ -220,17 +223,26 @@ where
     b.custom_method(R::METHOD, move |backend: &Backend, params: Value| {
         let ctx = backend.ctx.clone();
         async move {
-            let params = decode::<R::Params>(params)?;
+            let started = std::time::Instant::now();
+            let params = match decode::<R::Params>(params) {
+                Ok(p) => p,
+                Err(e) => {
+                    metrics::IPC.request(started.elapsed(), true);
+                    return Err(e);
+                }
+            };
             // In place, not in a task of its own: a spawn and join per request cost two cross-thread wake-ups
             // on the `steward/status` round trip. The session already polls up to CONCURRENCY requests at once.
-            match AssertUnwindSafe(GUARDED.scope((), handler(ctx, params))).catch_unwind().await {
+            let result = match AssertUnwindSafe(GUARDED.scope((), handler(ctx, params))).catch_unwind().await {
                 Ok(r) => r.map_err(jsonrpc::Error::from),
                 Err(panic) => {
                     let e = panic_message(&panic);
                     tracing::error!("handler of {} panicked: {e}", R::METHOD);
                     Err(ApiError::internal(format!("{} failed: {e}", R::METHOD)).into())
                 }
-            }
+            };
+            metrics::IPC.request(started.elapsed(), result.is_err());
+            result
         }
     })
 }

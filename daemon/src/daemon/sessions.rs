@@ -69,6 +69,11 @@ impl Sessions {
         self.lock().get(&id).cloned()
     }
 
+    /// Every live session.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.lock().values().cloned().collect()
+    }
+
     /// Number of live sessions.
     pub fn len(&self) -> usize {
         self.lock().len()

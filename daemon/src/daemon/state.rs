@@ -51,6 +51,10 @@ pub struct DaemonState {
     pub shutdown: CancellationToken,
     /// Where backups go, how often, what is kept.
     pub backup: crate::ops::settings::BackupSettings,
+    /// Latest metrics and the last hour of samples.
+    pub metrics: super::metrics::Metrics,
+    /// Alert rules' state.
+    pub alerts: super::alerts::Alerts,
     stopping: AtomicBool,
     projects: Mutex<Vec<Arc<Project>>>,
     opening: tokio::sync::Mutex<()>,
@@ -113,6 +117,8 @@ impl DaemonState {
             limits,
             shutdown: CancellationToken::new(),
             backup,
+            metrics: super::metrics::Metrics::new(super::metrics::Metrics::interval_from_env()),
+            alerts: Default::default(),
             stopping: AtomicBool::new(false),
             projects: Mutex::new(Vec::new()),
             opening: tokio::sync::Mutex::new(()),

@@ -189,6 +189,20 @@ export function ipcText(status: (StatusResult & FutureStatusFields) | undefined,
   return `$(pulse) IPC ${typeof score === "number" && Number.isFinite(score) ? Math.round(score) : "–"}`;
 }
 
+/** The IPC item's tooltip: the score's components against their budgets (docs/metrics.md). */
+export function ipcTooltip(status: StatusResult | undefined): string {
+  const ipc = status?.ipc;
+  if (!ipc) return "IPC score: not reported by this daemon yet";
+  const c = ipc.components;
+  return [
+    `IPC score ${ipc.score} (the worst component; 100 = a budget used up)`,
+    `rate ${Math.round(c.rate)} · ${ipc.messagesPerSec.toFixed(1)} msg/s of 5,000`,
+    `latency ${Math.round(c.latency)} · p95 ${ipc.latencyP95Ms.toFixed(2)} ms of 50 (p50 ${ipc.latencyP50Ms.toFixed(2)} ms)`,
+    `errors ${Math.round(c.errors)} · ${ipc.errorPercent.toFixed(1)} % of 5 %`,
+    `queue ${Math.round(c.queue)} · fullest session queue ${Math.round(ipc.queueFillPercent)} %`,
+  ].join("\n");
+}
+
 /** The profile item's text: `$(layers) full`, `$(layers) (all modules)` with no profile. */
 export function profileText(project: ProjectStatus | undefined): string {
   if (!project) return "$(layers) –";

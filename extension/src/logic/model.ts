@@ -1,7 +1,7 @@
 // The extension's picture of the daemon: the last `steward/status` plus every `steward/event` since, applied
 // in order. Pure (time is an argument), so the state → status logic is unit-tested without a daemon.
 
-import type { EventParams, ModuleStatus, ProjectStatus, StatusResult } from "../../../protocol/ts/steward-protocol";
+import type { EventParams, IpcStats, ModuleStatus, ProjectStatus, StatusResult } from "../../../protocol/ts/steward-protocol";
 
 export interface ApplyOutcome {
   /** Something visible changed (redraw). */
@@ -32,6 +32,14 @@ export class StackModel {
 
   get daemon(): StatusResult | undefined {
     return this.status;
+  }
+
+  /** Applies a pushed `steward/ipc` (the score moved): true when the status changed. */
+  applyIpc(ipc: IpcStats): boolean {
+    if (!this.status) return false;
+    const changed = this.status.ipcScore !== ipc.score;
+    this.status = { ...this.status, ipcScore: ipc.score, ipc };
+    return changed;
   }
 
   /** Every open project, or only those whose path is in `paths` when it is given. */

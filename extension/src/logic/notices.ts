@@ -116,14 +116,19 @@ export class NoticeTracker {
           message: `${ev.projectName}: the stack file change was rejected (${ev.errors.length} error${ev.errors.length === 1 ? "" : "s"}); the last good configuration keeps running`,
         };
       default: {
-        // Alerts (high IPC, resources) come from a later daemon; take any event shaped like one.
+        // Alerts (docs/metrics.md): fired/escalated at their level, resolutions as info.
         const e = ev as unknown as { kind: string; module?: string; message?: string; text?: string; level?: string };
         if (e.kind === "alert" && (e.message ?? e.text)) {
           return {
             ...base,
             key: `alert:${ev.project}:${e.module ?? ""}:${e.message ?? e.text}`,
             kind: "alert",
-            severity: e.level === "error" ? "error" : "warning",
+            severity:
+              e.level === "error" || e.level === "critical" || e.level === "emergency"
+                ? "error"
+                : e.level === "info"
+                  ? "info"
+                  : "warning",
             module: e.module,
             message: (e.message ?? e.text) as string,
           };

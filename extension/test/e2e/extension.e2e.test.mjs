@@ -60,10 +60,11 @@ step("the .vsix installs into a fresh code-server", async () => {
 });
 
 step("the status bar shows the stack's status and profile; Up starts it", async () => {
-  // The extension found no daemon, started one, and opened the workspace's steward.toml (not up yet).
+  // The extension found no daemon, started one, and opened the workspace's steward.toml (not up yet); the
+  // daemon's sampler reports an IPC score.
   await waitUntil(45_000, "the status bar to show the stack down, with its profile", async () => {
     const s = await env.statusBarText();
-    return /\bdown\b/.test(s) && /\bfull\b/.test(s) && /IPC –/.test(s);
+    return /\bdown\b/.test(s) && /\bfull\b/.test(s) && /IPC \d+/.test(s);
   });
   assert.ok(env.daemonPid(), "the extension did not start the daemon");
   await env.runCommand("Steward: Up (Start the Stack)");
@@ -220,6 +221,10 @@ step("the Dashboard view shows live module states", async () => {
   const frame = await env.webviewFrame('tr[data-module="api"]');
   await waitUntil(10_000, "api running in the dashboard", async () =>
     (await frame.locator('tr[data-module="api"]').getAttribute("data-state")) === "running",
+  );
+  // The webview/ bundle charts the daemon's samples (memory of every running module, last hour).
+  await waitUntil(20_000, "the memory chart to have data", async () =>
+    Number((await frame.locator('figure[data-chart="mem"]').getAttribute("data-points")) ?? "0") > 0,
   );
   // Its CSP forbids anything but its own nonce'd script and local files.
   const csp = await frame.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute("content");

@@ -7,6 +7,7 @@ import {
   formatBytes,
   formatDuration,
   ipcText,
+  ipcTooltip,
   isTrouble,
   MODULE_STATES,
   moduleContext,
@@ -117,6 +118,23 @@ test("IPC shows a dash until the daemon reports a score; profile shows the activ
   assert.equal(ipcText(undefined), "$(pulse) IPC –");
   assert.equal(ipcText({ ...status, ipcScore: 12.4 }), "$(pulse) IPC 12");
   assert.equal(ipcText(status, { ...project([]), ipcScore: 7 }), "$(pulse) IPC 7");
+  assert.match(ipcTooltip(status), /not reported/);
+  const ipc = {
+    score: 40,
+    messagesPerSec: 2000,
+    bytesPerSec: 1,
+    latencyP50Ms: 1,
+    latencyP95Ms: 3,
+    errorPercent: 0,
+    queueFillPercent: 0,
+    components: { rate: 40, latency: 6, errors: 0, queue: 0 },
+    totals: { messagesIn: 1, messagesOut: 1, bytesIn: 1, bytesOut: 1, requests: 1, errors: 0 },
+    sessions: [],
+  };
+  const tip = ipcTooltip({ ...status, ipcScore: 40, ipc });
+  assert.match(tip, /^IPC score 40/);
+  assert.match(tip, /rate 40 · 2000\.0 msg\/s of 5,000/);
+  assert.match(tip, /latency 6 · p95 3\.00 ms/);
   assert.equal(ipcText({ ...status, ipcScore: Number.NaN }), "$(pulse) IPC –");
   assert.equal(profileText(project([])), "$(layers) full");
   assert.equal(profileText(project([], { profile: undefined })), "$(layers) (all modules)");

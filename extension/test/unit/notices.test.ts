@@ -38,6 +38,12 @@ test("tracker: crash → error, gave up → error, recovered only after trouble,
   assert.equal(t.onEvent(ev({ kind: "runEnded", module: "w", run: 2, exitCode: 3, reason: "exited with status 3" }))?.message, "w crashed: exited with status 3");
   const alert = t.onEvent(ev({ kind: "alert", module: "api", level: "warn", message: "IPC 80: api ↔ db chatty" }));
   assert.equal(alert?.severity, "warning");
+  // The daemon's alert events (docs/metrics.md): critical is an error, a resolution is info.
+  const crit = t.onEvent(ev({ kind: "alert", rule: "moduleMemory", state: "fired", module: "db", level: "critical", message: "db: memory at 96 % of its limit (critical)", value: 96, threshold: 95 }));
+  assert.equal(crit?.severity, "error");
+  assert.equal(crit?.module, "db");
+  const done = t.onEvent(ev({ kind: "alert", rule: "moduleMemory", state: "resolved", module: "db", level: "info", message: "db: resolved: memory at 96 % of its limit (critical)", value: 10, threshold: 95 }));
+  assert.equal(done?.severity, "info");
   assert.equal(t.onEvent(ev({ kind: "projectOpened" })), undefined);
 });
 

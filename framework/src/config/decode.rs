@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::diagnostic::{Issue, SourceMap, Span};
 use super::interpolate::{is_service_name, is_var_name, sub_span};
-use super::model::{Limits, RestartPolicy};
+use super::model::{AlertsSpec, Limits, RestartPolicy};
 use super::schema;
 use super::suggest;
 use super::tree::{Entry, Kind, Node, Table};
@@ -36,6 +36,7 @@ pub(crate) struct RawStack {
     pub defaults: RawDefaults,
     pub modules: Vec<RawModule>,
     pub profiles: Vec<RawProfile>,
+    pub alerts: AlertsSpec,
 }
 
 #[derive(Debug, Default)]
@@ -174,6 +175,11 @@ impl Decoder<'_> {
                 }
                 "modules" => stack.modules = self.named_tables(e, &ctx, "module", Self::module),
                 "profiles" => stack.profiles = self.named_tables(e, &ctx, "profile", Self::profile),
+                "alerts" => {
+                    if let Some(t) = self.table(e, &ctx) {
+                        stack.alerts = self.alerts(t, &ctx.child("alerts", "[alerts]".into()));
+                    }
+                }
                 _ => self.unknown_key(e, &ctx, schema::TOP_KEYS),
             }
         }
@@ -190,6 +196,79 @@ impl Decoder<'_> {
                 _ => self.unknown_key(e, &ctx, schema::PROJECT_KEYS),
             }
         }
+    }
+
+    fn alerts(&mut self, t: &Table, ctx: &Ctx) -> AlertsSpec {
+        let mut a = AlertsSpec::default();
+        for e in &t.entries {
+            let pct = |d: &mut Self| d.percent(e, ctx);
+            match e.key.as_str() {
+                "enabled" => a.enabled = self.boolean(e, ctx).unwrap_or(a.enabled),
+                "cpu_warning" => a.cpu.warning = pct(self).unwrap_or(a.cpu.warning),
+                "cpu_critical" => a.cpu.critical = pct(self).unwrap_or(a.cpu.critical),
+                "memory_warning" => a.memory.warning = pct(self).unwrap_or(a.memory.warning),
+                "memory_critical" => a.memory.critical = pct(self).unwrap_or(a.memory.critical),
+                "disk_warning" => a.disk.warning = pct(self).unwrap_or(a.disk.warning),
+                "disk_critical" => a.disk.critical = pct(self).unwrap_or(a.disk.critical),
+                "module_cpu_warning" => {
+                    a.module_cpu.warning = self.count(e, ctx, 1).map_or(a.module_cpu.warning, f64::from)
+                }
+                "module_cpu_critical" => {
+                    a.module_cpu.critical = self.count(e, ctx, 1).map_or(a.module_cpu.critical, f64::from)
+                }
+                "ipc_score" => a.ipc_score = pct(self).unwrap_or(a.ipc_score),
+                "ipc_for" => a.ipc_for_ms = self.duration(e, ctx).map_or(a.ipc_for_ms, |d| d.as_millis() as u64),
+                "hysteresis" => a.hysteresis = pct(self).unwrap_or(a.hysteresis),
+                "restart_loop" => a.restart_loop = self.boolean(e, ctx).unwrap_or(a.restart_loop),
+                "health" => a.health = self.boolean(e, ctx).unwrap_or(a.health),
+                "max_per_minute" => a.max_per_minute = self.count(e, ctx, 1).unwrap_or(a.max_per_minute),
+                _ => self.unknown_key(e, ctx, schema::ALERTS_KEYS),
+            }
+        }
+        // A critical threshold below its warning one would never be reached as such: say so at the critical key.
+        for (name, th) in [("cpu", a.cpu), ("memory", a.memory), ("disk", a.disk), ("module_cpu", a.module_cpu)] {
+            let key = format!("{name}_critical");
+            if th.critical < th.warning
+                && let Some(e) = t.entries.iter().find(|e| e.key == key)
+            {
+                self.issues.push(
+                    Issue::new(
+                        e.node.span.clone(),
+                        format!("`{key}` ({}) is below `{name}_warning` ({})", th.critical, th.warning),
+                    )
+                    .key(ctx.key(&key))
+                    .expected(format!("a value of at least `{name}_warning`")),
+                );
+            }
+        }
+        a
+    }
+
+    fn boolean(&mut self, e: &Entry, ctx: &Ctx) -> Option<bool> {
+        match e.node.kind {
+            Kind::Bool(b) => Some(b),
+            _ => {
+                self.type_error(e, ctx, "true or false", None);
+                None
+            }
+        }
+    }
+
+    /// An integer percentage, 0–100.
+    fn percent(&mut self, e: &Entry, ctx: &Ctx) -> Option<f64> {
+        let Kind::Int(n) = e.node.kind else {
+            self.type_error(e, ctx, "an integer percentage (0–100)", None);
+            return None;
+        };
+        if !(0..=100).contains(&n) {
+            self.issues.push(
+                Issue::new(e.node.span.clone(), format!("`{}` is out of range: {n}", e.key))
+                    .key(ctx.key(&e.key))
+                    .expected("an integer percentage (0–100)"),
+            );
+            return None;
+        }
+        Some(n as f64)
     }
 
     fn defaults(&mut self, t: &Table, ctx: &Ctx) -> RawDefaults {

@@ -798,6 +798,7 @@ pub fn keys_for(table: &[String]) -> &'static [&'static str] {
     match t.as_slice() {
         [] => schema::TOP_KEYS,
         ["project"] => schema::PROJECT_KEYS,
+        ["alerts"] => schema::ALERTS_KEYS,
         ["defaults"] => schema::DEFAULTS_KEYS,
         ["defaults", "restart"] | ["modules", _, "restart"] => schema::RESTART_KEYS,
         ["defaults", "stop"] | ["modules", _, "stop"] => schema::STOP_KEYS,

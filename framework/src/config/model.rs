@@ -28,6 +28,62 @@ pub struct Stack {
     /// Every module declared in the stack (active or not) and where, for editors (completion, go to
     /// definition) and for `profile list`.
     pub declared: BTreeMap<String, Origin>,
+    /// `[alerts]`: thresholds of the daemon's alert rules.
+    pub alerts: AlertsSpec,
+}
+
+/// A warning and a critical threshold, percent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    /// Warning at or above this.
+    pub warning: f64,
+    /// Critical at or above this.
+    pub critical: f64,
+}
+
+/// `[alerts]` (defaults from the operations seeds; see docs/stack-file.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertsSpec {
+    /// All rules on or off.
+    pub enabled: bool,
+    /// Machine CPU, percent of all cores.
+    pub cpu: Thresholds,
+    /// Machine memory, percent; also a module's tree RSS, percent of its `limits.memory`.
+    pub memory: Thresholds,
+    /// Disk of the daemon's home volume, percent.
+    pub disk: Thresholds,
+    /// A module's tree CPU, percent of one core.
+    pub module_cpu: Thresholds,
+    /// IPC score that raises a warning …
+    pub ipc_score: f64,
+    /// … when it holds this long, ms.
+    pub ipc_for_ms: u64,
+    /// An alert resolves when its value falls below the warning threshold minus this.
+    pub hysteresis: f64,
+    /// Alert when a module stops in a restart loop.
+    pub restart_loop: bool,
+    /// Alert while a module's health check fails.
+    pub health: bool,
+    /// Most alert changes published per minute.
+    pub max_per_minute: u32,
+}
+
+impl Default for AlertsSpec {
+    fn default() -> Self {
+        AlertsSpec {
+            enabled: true,
+            cpu: Thresholds { warning: 70.0, critical: 90.0 },
+            memory: Thresholds { warning: 80.0, critical: 95.0 },
+            disk: Thresholds { warning: 85.0, critical: 95.0 },
+            module_cpu: Thresholds { warning: 70.0, critical: 90.0 },
+            ipc_score: 80.0,
+            ipc_for_ms: 10_000,
+            hysteresis: 5.0,
+            restart_loop: true,
+            health: true,
+            max_per_minute: 20,
+        }
+    }
 }
 
 /// One module's effective definition. Two specs that compare equal need no restart on reload.

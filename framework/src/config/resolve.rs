@@ -81,6 +81,7 @@ impl Resolver<'_, '_> {
                 .collect(),
             active_profile: profile.map(|p| p.name.clone()),
             declared: modules.iter().map(|(name, m)| (name.to_string(), self.origin(&m.name_span))).collect(),
+            alerts: raw.alerts.clone(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! errors and editors' key completion, so the two cannot disagree.
 
 /// Top-level keys.
-pub const TOP_KEYS: &[&str] = &["extends", "project", "defaults", "modules", "profiles"];
+pub const TOP_KEYS: &[&str] = &["extends", "project", "defaults", "modules", "profiles", "alerts"];
 /// Keys of `[project]`.
 pub const PROJECT_KEYS: &[&str] = &["name", "profile"];
 /// Keys of `[defaults]`.
@@ -28,3 +28,21 @@ pub const LIMITS_KEYS: &[&str] = &["memory", "open_files"];
 pub const BACKUP_KEYS: &[&str] = &["run", "output", "restore", "timeout"];
 /// Keys of `[profiles.NAME]`.
 pub const PROFILE_KEYS: &[&str] = &["modules", "env"];
+/// Keys of `[alerts]`.
+pub const ALERTS_KEYS: &[&str] = &[
+    "enabled",
+    "cpu_warning",
+    "cpu_critical",
+    "memory_warning",
+    "memory_critical",
+    "disk_warning",
+    "disk_critical",
+    "module_cpu_warning",
+    "module_cpu_critical",
+    "ipc_score",
+    "ipc_for",
+    "hysteresis",
+    "restart_loop",
+    "health",
+    "max_per_minute",
+];

@@ -190,6 +190,8 @@ pub struct ModuleStatus {
     pub last_exit: Option<String>,
     /// Requirements not yet ready (why it is waiting).
     pub waiting_for: Vec<String>,
+    /// `limits.memory`, bytes (the metrics' memory alerts are against it).
+    pub memory_limit: Option<u64>,
 }
 
 /// The pure supervisor.
@@ -274,6 +276,7 @@ impl Core {
                 state_for_ms: now.saturating_duration_since(m.since).as_millis() as u64,
                 last_exit: m.last_exit.clone(),
                 waiting_for: if m.wanted && matches!(m.state, State::Resolved) { self.unready_deps(n) } else { vec![] },
+                memory_limit: self.spec(n).and_then(|s| s.limits.memory),
             })
             .collect()
     }

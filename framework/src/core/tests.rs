@@ -39,6 +39,7 @@ fn stack(mods: Vec<ModuleSpec>) -> Stack {
         profiles: BTreeMap::new(),
         active_profile: None,
         declared: BTreeMap::new(),
+        alerts: Default::default(),
     }
 }
 

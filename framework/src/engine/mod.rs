@@ -49,6 +49,8 @@ pub struct Snapshot {
     pub modules: Vec<ModuleStatus>,
     /// Errors of the last rejected configuration change (the running stack kept its last good config).
     pub config_errors: Vec<String>,
+    /// `[alerts]` of the running configuration.
+    pub alerts: crate::config::AlertsSpec,
 }
 
 enum Msg {
@@ -397,5 +399,6 @@ fn snapshot_of(core: &Core, config_errors: &[String]) -> Snapshot {
         up: core.is_up(),
         modules: core.status(Instant::now()),
         config_errors: config_errors.to_vec(),
+        alerts: core.stack().alerts.clone(),
     }
 }

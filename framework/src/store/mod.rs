@@ -485,6 +485,38 @@ pub struct StoreStats {
     pub last_error: Option<String>,
 }
 
+/// One metrics sample of one series (see [`Store::record_metrics`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricRow {
+    /// When it was taken (the end of the interval for averages).
+    pub ts_ms: u64,
+    /// The series' resolution: the sampling interval for raw samples, 60,000 for minute averages.
+    pub resolution_ms: u64,
+    /// Project id; empty for the daemon-wide series.
+    pub project: String,
+    /// Module name; empty for the daemon-wide series.
+    pub module: String,
+    /// CPU, percent of one core (a module's tree) or of the whole machine (daemon-wide series).
+    pub cpu_percent: f64,
+    /// Resident memory of the tree, or the system's used memory, in bytes.
+    pub mem_bytes: u64,
+    /// The IPC score (daemon-wide series only).
+    pub ipc_score: Option<f64>,
+}
+
+/// Which metrics history to read (see [`Store::metrics`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsQuery {
+    /// Only this resolution.
+    pub resolution_ms: u64,
+    /// Samples at or after this time.
+    pub since_ms: u64,
+    /// Only this project (`Some("")` for the daemon-wide series).
+    pub project: Option<String>,
+    /// Only this module.
+    pub module: Option<String>,
+}
+
 /// A project the store knows, and its modules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProjectModules {
@@ -902,6 +934,18 @@ impl Store {
             self.inner.pem.forget_run(&event.project, module, *run);
         }
         self.inner.tx.send(Msg::Event(Box::new(event.clone()))).map_err(|_| StoreError::Closed)
+    }
+
+    /// Queues metric samples without waiting, and prunes each `(resolution_ms, older_than_ms)` series in the
+    /// same transaction.
+    pub fn record_metrics(&self, rows: Vec<MetricRow>, prune: Vec<(u64, u64)>) -> Result<()> {
+        self.writable()?;
+        self.inner.tx.send(Msg::Metrics(rows, prune)).map_err(|_| StoreError::Closed)
+    }
+
+    /// Metrics history, oldest first.
+    pub fn metrics(&self, query: &MetricsQuery) -> Result<Vec<MetricRow>> {
+        self.inner.readers.with(|c| read::metrics(c, query))
     }
 
     fn request<T>(&self, make: impl FnOnce(mpsc::SyncSender<Result<T>>) -> Msg) -> Result<T> {

@@ -11,8 +11,8 @@ use super::line::{Level, flags};
 use super::matcher::{self, Matcher, highlight};
 use super::schema;
 use super::{
-    EventQuery, EventRecord, Hit, Kind, LogQuery, LogRecord, NoteRecord, Result, RunRecord, SEARCH_CANDIDATES,
-    SearchQuery, StoreError, StoreStats,
+    EventQuery, EventRecord, Hit, Kind, LogQuery, LogRecord, MetricRow, MetricsQuery, NoteRecord, Result, RunRecord,
+    SEARCH_CANDIDATES, SearchQuery, StoreError, StoreStats,
 };
 use crate::lifecycle::Stream;
 
@@ -1037,4 +1037,34 @@ pub(crate) fn sizes(conn: &Connection) -> Result<StoreStats> {
         queued: 0,
         last_error: None,
     })
+}
+
+pub(crate) fn metrics(conn: &Connection, q: &MetricsQuery) -> Result<Vec<MetricRow>> {
+    let mut sql = String::from(
+        "SELECT ts_ms, resolution_ms, project, module, cpu_percent, mem_bytes, ipc_score FROM metrics
+         WHERE resolution_ms = ?1 AND ts_ms >= ?2",
+    );
+    let mut params: Vec<Value> = vec![(q.resolution_ms as i64).into(), (q.since_ms as i64).into()];
+    if let Some(p) = &q.project {
+        params.push(p.clone().into());
+        sql.push_str(&format!(" AND project = ?{}", params.len()));
+    }
+    if let Some(m) = &q.module {
+        params.push(m.clone().into());
+        sql.push_str(&format!(" AND module = ?{}", params.len()));
+    }
+    sql.push_str(" ORDER BY ts_ms, project, module");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+        Ok(MetricRow {
+            ts_ms: r.get::<_, i64>(0)? as u64,
+            resolution_ms: r.get::<_, i64>(1)? as u64,
+            project: r.get(2)?,
+            module: r.get(3)?,
+            cpu_percent: r.get(4)?,
+            mem_bytes: r.get::<_, i64>(5)?.max(0) as u64,
+            ipc_score: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

@@ -2,7 +2,7 @@
 //!
 //! The schema version is `PRAGMA user_version`; [`MIGRATIONS`]`[i]` takes a database from version `i` to
 //! `i + 1`, each in one transaction. A database with a higher version than we know is refused rather than
-//! guessed at. Metrics and backups tables will be migration 2 and onwards.
+//! guessed at. Migration 2 adds the metrics history.
 
 use std::path::Path;
 use std::time::Duration;
@@ -115,6 +115,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE VIRTUAL TABLE notes_fts USING fts5 (
         text, tags, content='notes', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
     );
+    "#,
+    // 1 → 2: metrics history (see `Store::record_metrics`). One row per series per sample: a module's
+    // process tree (`project`, `module`), or the daemon-wide series (`project` = `module` = '': system CPU
+    // and memory, and the IPC score). Two resolutions are kept (`resolution_ms`): the raw samples for an
+    // hour and one-minute averages for a week; the daemon prunes each as it writes.
+    r#"
+    CREATE TABLE metrics (
+        ts_ms         INTEGER NOT NULL,
+        resolution_ms INTEGER NOT NULL,
+        project       TEXT NOT NULL,
+        module        TEXT NOT NULL,
+        cpu_percent   REAL NOT NULL,     -- percent of one core (modules) or of all cores (system)
+        mem_bytes     INTEGER NOT NULL,  -- tree RSS (modules) or used memory (system)
+        ipc_score     REAL               -- daemon-wide rows only
+    );
+    CREATE INDEX metrics_ts ON metrics (resolution_ms, ts_ms);
     "#,
 ];
 

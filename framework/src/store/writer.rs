@@ -24,8 +24,8 @@ use super::line::{Level, ProcessedLine};
 use super::mask::mask_text;
 use super::schema;
 use super::{
-    Counters, Gate, INDEX_STEP_ROWS, MAX_UNINDEXED_ROWS, NoteInput, RETENTION_STEP_ROWS, Result, RetentionPolicy,
-    RetentionReport, StoreError, StoreOptions,
+    Counters, Gate, INDEX_STEP_ROWS, MAX_UNINDEXED_ROWS, MetricRow, NoteInput, RETENTION_STEP_ROWS, Result,
+    RetentionPolicy, RetentionReport, StoreError, StoreOptions,
 };
 use crate::lifecycle::{Event, EventKind, RunId, State, Stream, now_ms};
 
@@ -47,6 +47,8 @@ pub(crate) enum Msg {
     Log(LogRow),
     /// An engine event other than a log line.
     Event(Box<Event>),
+    /// Metric samples to insert, and (resolution, older-than) pairs to prune.
+    Metrics(Vec<MetricRow>, Vec<(u64, u64)>),
     /// Notes to commit durably.
     Notes(Vec<NoteInput>, Reply<Vec<i64>>),
     /// Commit everything before this, then answer.
@@ -72,6 +74,7 @@ impl std::fmt::Debug for Msg {
         f.write_str(match self {
             Msg::Log(_) => "Log",
             Msg::Event(_) => "Event",
+            Msg::Metrics(..) => "Metrics",
             Msg::Notes(..) => "Notes",
             Msg::Flush(_) => "Flush",
             Msg::Retention(_) => "Retention",
@@ -485,6 +488,14 @@ impl Writer {
                         rows += 1;
                         if failed.is_none()
                             && let Err(e) = insert_event(conn, st, &ev)
+                        {
+                            failed = Some(e);
+                        }
+                    }
+                    Msg::Metrics(samples, prune) => {
+                        rows += samples.len();
+                        if failed.is_none()
+                            && let Err(e) = insert_metrics(conn, &samples, &prune)
                         {
                             failed = Some(e);
                         }
@@ -939,6 +950,29 @@ pub(crate) fn describe(ev: &Event) -> (&'static str, Option<&str>, Level, String
             ("config_rejected", None, Level::Error, format!("configuration rejected: {}", errors.join("; ")))
         }
     }
+}
+
+fn insert_metrics(conn: &Connection, rows: &[MetricRow], prune: &[(u64, u64)]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO metrics (ts_ms, resolution_ms, project, module, cpu_percent, mem_bytes, ipc_score)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for r in rows {
+        insert.execute(params![
+            r.ts_ms as i64,
+            r.resolution_ms as i64,
+            r.project,
+            r.module,
+            r.cpu_percent,
+            r.mem_bytes as i64,
+            r.ipc_score
+        ])?;
+    }
+    let mut delete = conn.prepare_cached("DELETE FROM metrics WHERE resolution_ms = ?1 AND ts_ms < ?2")?;
+    for (resolution, before) in prune {
+        delete.execute(params![*resolution as i64, *before as i64])?;
+    }
+    Ok(())
 }
 
 fn insert_event(conn: &Connection, st: &mut WriterState, ev: &Event) -> rusqlite::Result<()> {

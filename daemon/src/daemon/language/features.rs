@@ -269,6 +269,8 @@ mod tests {
             signal: None,
             retry_in_ms: None,
             attempt: None,
+            cpu_percent: None,
+            rss_bytes: None,
         };
         let def = ModuleSummary { run: Some("a `b`".into()), requires: vec!["db".into()], ..Default::default() };
         let text = hover_text("api", Some(Ok(m)), Some(&def));
