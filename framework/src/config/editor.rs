@@ -187,6 +187,9 @@ struct Parser<'a> {
     /// Start of the current line, and how much had been found when it started (for recovery).
     line_start: usize,
     found_at_line_start: (usize, usize),
+    /// The line last re-read at the top level after an error: it is re-read once, never twice (a line that
+    /// opens a `[` or `{` and then errs would otherwise be re-read forever).
+    reread_line: Option<usize>,
 }
 
 fn is_bare_key_byte(c: u8) -> bool {
@@ -215,6 +218,7 @@ impl<'a> Parser<'a> {
             tail: Tail::Nothing,
             line_start: 0,
             found_at_line_start: (0, 0),
+            reread_line: None,
         }
     }
 
@@ -292,7 +296,12 @@ impl<'a> Parser<'a> {
 
     /// Something unexpected at `self.i`.
     fn error(&mut self) {
-        if !self.frames.is_empty() {
+        if !self.frames.is_empty() && self.reread_line == Some(self.line_start) {
+            // Already re-read at the top level and still wrong inside a `[`/`{` it opened itself: give up on
+            // the rest of this line.
+            self.frames.clear();
+        } else if !self.frames.is_empty() {
+            self.reread_line = Some(self.line_start);
             // Probably an unclosed array or inline table above: read this line again at the top level,
             // forgetting what was taken from it as items.
             let (keys, values) = self.found_at_line_start;
@@ -967,6 +976,30 @@ mod tests {
 
     fn value(key: &str, in_array: bool, quoted: bool) -> Place {
         Place::Value { key: key.into(), in_array, quoted }
+    }
+
+    /// Scans on a thread and fails (instead of hanging the suite) when a text is not scanned in time.
+    fn scans_in_time(text: &str) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let owned = text.to_string();
+        std::thread::spawn(move || {
+            let _ = scan(&owned);
+            let _ = cursor(&owned, owned.len());
+            let _ = tx.send(());
+        });
+        assert!(rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok(), "scanning {text:?} does not end");
+    }
+
+    #[test]
+    fn an_error_inside_a_bracket_opened_on_the_same_line_ends() {
+        // Found by tests/config_fuzz.rs: the error recovery re-read such a line forever (the daemon scans
+        // every keystroke of an open stack file).
+        for text in ["x = [ }", "x = { a = ] }", "[m]\na = [1, {]\nb = 2", "a = [\n[b]\nc = [ } ]"] {
+            scans_in_time(text);
+        }
+        // Recovery still works: the key after the broken line is found.
+        let s = scan("x = [ }\ny = 1\n");
+        assert!(s.keys.iter().any(|k| k.path.last().is_some_and(|p| p == "y")), "{:?}", s.keys);
     }
 
     #[test]
