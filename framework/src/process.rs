@@ -681,7 +681,10 @@ pub struct ProcTable {
 impl ProcTable {
     /// Reads the process table now.
     pub fn read() -> ProcTable {
-        let table = proc_table();
+        ProcTable::from_table(proc_table())
+    }
+
+    fn from_table(table: HashMap<u32, ProcInfo>) -> ProcTable {
         let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
         for (&p, info) in &table {
             children.entry(info.ppid).or_default().push(p);
@@ -703,8 +706,23 @@ impl ProcTable {
     /// descendant of those (including descendants that moved to another group or session). None when there
     /// is no such live process. Shared pages are counted once per process (the usual RSS sum).
     pub fn tree(&self, pid: u32) -> Option<TreeUsage> {
-        if pid == 0 {
+        let tree = self.members(pid);
+        if tree.is_empty() {
             return None;
+        }
+        let mut usage = TreeUsage::default();
+        for info in tree.iter().filter_map(|p| self.table.get(p)) {
+            usage.rss_bytes += info.rss_bytes;
+            usage.cpu_ms += info.cpu_ms;
+            usage.processes += 1;
+        }
+        Some(usage)
+    }
+
+    /// The live processes of the tree of `pid` (see [`tree`](Self::tree)).
+    fn members(&self, pid: u32) -> HashSet<u32> {
+        if pid == 0 {
+            return HashSet::new();
         }
         let table = &self.table;
         // The group, the leader itself, then every descendant of any of them.
@@ -720,16 +738,75 @@ impl ProcTable {
                 }
             }
         }
-        if tree.is_empty() {
-            return None;
+        tree
+    }
+}
+
+/// The process table kept from one sample to the next, so that a sample costs in proportion to the trees
+/// asked for, not to every process on the machine.
+///
+/// Generating `/proc/PID/stat` is most of a sample's cost (the kernel formats ~50 fields per process), and a
+/// developer's machine runs hundreds of processes. A [`refresh`](Self::refresh) lists `/proc` (one
+/// `getdents`, cheap) and reads `stat` only for pids it has not seen and for the members of the trees asked
+/// for since the previous refresh; other processes keep their last reading. That is exact for trees: a
+/// process joins a tree only by being forked inside it (a new pid) — its parent and group do not change
+/// otherwise. What it could miss (a pid reused between two refreshes, a process moving into a module's
+/// group with `setpgid`) is caught by a full re-read every [`FULL_EVERY`](Self::FULL_EVERY) refreshes.
+/// Other systems read the whole table each time.
+#[derive(Debug, Default)]
+pub struct ProcWatch {
+    current: ProcTable,
+    /// Members of the trees asked for since the last refresh: re-read at the next one.
+    watched: HashSet<u32>,
+    refreshes: u64,
+}
+
+impl ProcWatch {
+    /// Every this many refreshes, the whole table is read again.
+    pub const FULL_EVERY: u64 = 15;
+
+    /// An empty watch: the first refresh reads everything.
+    pub fn new() -> ProcWatch {
+        ProcWatch::default()
+    }
+
+    /// Brings the table up to date (see the type's documentation).
+    pub fn refresh(&mut self) {
+        let full = self.refreshes.is_multiple_of(Self::FULL_EVERY);
+        self.refreshes += 1;
+        let watched = std::mem::take(&mut self.watched);
+        #[cfg(target_os = "linux")]
+        if !full {
+            let old = &self.current.table;
+            let mut table = HashMap::with_capacity(old.len() + 16);
+            for pid in linux::pids() {
+                let info = match old.get(&pid) {
+                    Some(info) if !watched.contains(&pid) => Some(*info),
+                    _ => linux::read(pid),
+                };
+                if let Some(info) = info {
+                    table.insert(pid, info);
+                }
+            }
+            self.current = ProcTable::from_table(table);
+            return;
         }
-        let mut usage = TreeUsage::default();
-        for info in tree.iter().filter_map(|p| table.get(p)) {
-            usage.rss_bytes += info.rss_bytes;
-            usage.cpu_ms += info.cpu_ms;
-            usage.processes += 1;
-        }
-        Some(usage)
+        #[cfg(not(target_os = "linux"))]
+        let _ = (full, watched); // no cheap partial read there
+        self.current = ProcTable::read();
+    }
+
+    /// [`ProcTable::tree`] on the last refresh; its members are re-read at the next one.
+    pub fn tree(&mut self, pid: u32) -> Option<TreeUsage> {
+        let members = self.current.members(pid);
+        let usage = self.current.tree(pid);
+        self.watched.extend(members);
+        usage
+    }
+
+    /// The table as of the last refresh.
+    pub fn table(&self) -> &ProcTable {
+        &self.current
     }
 }
 
@@ -764,17 +841,21 @@ mod linux {
     use super::ProcInfo;
 
     pub(super) fn proc_table() -> HashMap<u32, ProcInfo> {
-        let mut table = HashMap::new();
-        let Ok(dir) = std::fs::read_dir("/proc") else { return table };
-        for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            // The process may vanish between readdir and read: skip it.
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            if let Some(info) = parse_stat(&stat) {
-                table.insert(pid, info);
-            }
-        }
-        table
+        pids().filter_map(|pid| Some((pid, read(pid)?))).collect()
+    }
+
+    /// The pids listed in `/proc` now.
+    pub(super) fn pids() -> impl Iterator<Item = u32> {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+    }
+
+    /// One process's `stat`; None when it has vanished since it was listed.
+    pub(super) fn read(pid: u32) -> Option<ProcInfo> {
+        parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
     }
 
     /// Parses `/proc/PID/stat`. The command name is in parentheses and may itself contain spaces and

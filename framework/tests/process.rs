@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use steward_framework::config::{Limits, ModuleSpec, Origin, RestartSpec, StopSpec};
 use steward_framework::lifecycle::{LogLine, Stream};
 use steward_framework::process::{
-    ChildHandle, ExitInfo, MAX_LINE, SpawnError, SpawnOptions, group_members, spawn, tree_rss_bytes,
+    ChildHandle, ExitInfo, MAX_LINE, ProcTable, ProcWatch, SpawnError, SpawnOptions, group_members, spawn,
+    tree_rss_bytes,
 };
 use tokio::sync::mpsc;
 
@@ -380,6 +381,48 @@ async fn tree_rss_includes_descendants_in_another_group() {
     unsafe { libc::kill(python as i32, libc::SIGKILL) };
     // `wait` without operands returns 0 once its children are gone.
     assert_eq!(wait(&mut child).await.code, Some(0));
+}
+
+/// Python that, once the file `go` exists, allocates 64 MiB and starts a child; prints its pid, then `grown`.
+const GROW: &str = "import os, subprocess, time\n\
+    print('ready', os.getpid(), flush=True)\n\
+    while not os.path.exists('go'): time.sleep(0.02)\n\
+    b = b'x' * (64 << 20)\n\
+    kid = subprocess.Popen(['sleep', '1000'])\n\
+    print('grown', flush=True)\n\
+    kid.wait()\n";
+
+#[tokio::test]
+async fn a_process_watch_sees_new_children_and_growth_without_a_full_read() {
+    let dir = tmp();
+    let mut s = spec("exec python3 -c \"$GROW\"", dir.path());
+    s.env.insert("GROW".to_string(), GROW.to_string());
+    let (mut child, mut rx) = start(&s, 8).await;
+    let python = ready_pid(&next_line(&mut rx).await);
+    assert_eq!(python, child.pid);
+
+    let mut watch = ProcWatch::new();
+    watch.refresh(); // the first refresh reads everything
+    let before = watch.tree(child.pid).expect("the module's tree");
+    assert_eq!(before.processes, 1, "{before:?}");
+    watch.refresh(); // partial from here on (a full one every FULL_EVERY)
+    assert_eq!(watch.tree(child.pid).map(|t| t.processes), Some(1));
+
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    assert_eq!(next_line(&mut rx).await.bytes, b"grown");
+    watch.refresh();
+    let after = watch.tree(child.pid).expect("the module's tree");
+    // The new child (a pid not seen before) and the leader's growth (a watched member, re-read).
+    assert_eq!(after.processes, 2, "{after:?}");
+    assert!(after.rss_bytes >= before.rss_bytes + (60 << 20), "{before:?} → {after:?}");
+    // The same as a full read now.
+    let full = ProcTable::read().tree(child.pid).expect("the module's tree");
+    assert_eq!(full.processes, after.processes);
+
+    child.stop(libc::SIGTERM, Duration::from_secs(5));
+    wait(&mut child).await;
+    watch.refresh();
+    assert_eq!(watch.tree(child.pid), None);
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! The metrics sampler: every interval (default 2 s, `STEWARD_METRICS_INTERVAL_MS`), one pass over the
+//! The metrics sampler: every interval (default 2 s, `STEWARD_METRICS_INTERVAL_MS`), one refresh of the
 //! process table for every module of every open project (CPU % and RSS of each module's whole tree), the
 //! machine (CPU, memory, the disk of the daemon's home), and the IPC counters (messages, bytes, request
 //! latency, errors, outgoing-queue fill), which give the IPC score. Latest values feed `steward/status` and
@@ -6,7 +6,9 @@
 //! (kept 7 days). Alerts are evaluated on each sample (see [`super::alerts`]).
 //!
 //! Cheap by construction: with no module running the process table is not read at all (a tick is three small
-//! file reads and a `statvfs`); nothing is written to the store while no project is open.
+//! file reads and a `statvfs`); with modules, a tick re-reads only their processes and new pids
+//! ([`ProcWatch`]: a full read every 15 ticks), not every process on the machine; nothing is written to the
+//! store while no project is open.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use steward_framework::lifecycle::now_ms;
 use steward_framework::metrics::{SystemSampler, percentile};
-use steward_framework::process::ProcTable;
+use steward_framework::process::ProcWatch;
 use steward_framework::store::MetricRow;
 use steward_protocol as p;
 
@@ -269,6 +271,8 @@ pub async fn run(state: Arc<DaemonState>) {
     let mut ticker = tokio::time::interval(state.metrics.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut system = SystemSampler::new();
+    // Kept across ticks: a tick re-reads only the modules' processes (and new pids), see ProcWatch.
+    let mut procs = ProcWatch::new();
     let mut last_push: Option<(u32, Instant)> = None;
     loop {
         tokio::select! {
@@ -288,24 +292,26 @@ pub async fn run(state: Arc<DaemonState>) {
             let st = state.clone();
             match tokio::task::spawn_blocking(move || {
                 let sys = system.sample(&st.home);
-                let obs = sample(&st, &sys);
-                (system, obs)
+                let obs = sample(&st, &sys, &mut procs);
+                (system, procs, obs)
             })
             .await
             {
-                Ok((s, obs)) => {
+                Ok((s, p, obs)) => {
                     system = s;
+                    procs = p;
                     obs
                 }
                 Err(e) => {
                     tracing::warn!("metrics sample failed: {e}");
                     system = SystemSampler::new();
+                    procs = ProcWatch::new();
                     continue;
                 }
             }
         } else {
             let sys = system.sample(&state.home);
-            sample(&state, &sys)
+            sample(&state, &sys, &mut procs)
         };
         state.alerts.evaluate(&state, obs);
         // The IPC score is pushed when it moved by 5 points or more, at most every 5 s.
@@ -324,7 +330,11 @@ pub async fn run(state: Arc<DaemonState>) {
 
 /// One tick: reads everything, updates the latest values and the ring, queues stored averages; returns
 /// what the alert rules look at.
-fn sample(state: &DaemonState, sys: &steward_framework::metrics::SystemSample) -> Vec<Observation> {
+fn sample(
+    state: &DaemonState,
+    sys: &steward_framework::metrics::SystemSample,
+    procs: &mut ProcWatch,
+) -> Vec<Observation> {
     let now = Instant::now();
     let at_ms = now_ms();
     let projects = state.projects();
@@ -354,7 +364,9 @@ fn sample(state: &DaemonState, sys: &steward_framework::metrics::SystemSample) -
             });
         }
     }
-    let table = if wanted.is_empty() { None } else { Some(ProcTable::read()) };
+    if !wanted.is_empty() {
+        procs.refresh();
+    }
 
     // IPC over the interval.
     let totals = IPC.totals();
@@ -425,7 +437,7 @@ fn sample(state: &DaemonState, sys: &steward_framework::metrics::SystemSample) -
     let mut modules = Vec::with_capacity(wanted.len());
     let mut seen = HashMap::new();
     for (project, module, pid, limit) in wanted {
-        let Some(usage) = table.as_ref().and_then(|t| t.tree(pid)) else { continue };
+        let Some(usage) = procs.tree(pid) else { continue };
         let key = (project.clone(), module.clone(), pid);
         let cpu = inner.last_cpu.get(&key).map(|(cpu_ms, at)| {
             let wall = now.duration_since(*at).as_secs_f64() * 1000.0;
