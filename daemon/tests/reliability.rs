@@ -430,6 +430,15 @@ async fn disk_full_keeps_supervising_reports_the_store_and_recovers() {
     .await;
     let reason = reason.into_inner().unwrap();
     eprintln!("while full: health degraded: {reason}");
+    // Lines that could not be stored are counted, and an alert says so (once).
+    let dropping_alert = |r: &Value| r["active"].as_array().unwrap().iter().any(|a| a["rule"] == "logsDropped");
+    poll(Duration::from_secs(30), "the logsDropped alert to fire", || async {
+        dropping_alert(&c.raw_request("steward/alerts", json!({})).await.unwrap())
+    })
+    .await;
+    let h = c.raw_request("steward/health", json!({})).await.unwrap();
+    let store = h["checks"].as_array().unwrap().iter().find(|x| x["name"] == "store").unwrap().clone();
+    assert!(store["detail"].as_str().unwrap().contains("log rows dropped"), "{store}");
     // ... and keeps supervising: the crasher is still being restarted, status answers.
     let restarts = module_status(&c, &path, "crasher").await["restarts"].as_u64().unwrap();
     poll(Duration::from_secs(20), "the crasher restarted twice more while the disk is full", || async {
@@ -454,6 +463,12 @@ async fn disk_full_keeps_supervising_reports_the_store_and_recovers() {
     poll(Duration::from_secs(30), "health's store check ok again", || async {
         let h = c.raw_request("steward/health", json!({})).await.unwrap();
         h["checks"].as_array().unwrap().iter().any(|x| x["name"] == "store" && x["ok"] == true)
+    })
+    .await;
+    // Once nothing has been dropped for a while, the alert resolves, and stays in the list of resolved ones.
+    poll(Duration::from_secs(40), "the logsDropped alert to resolve", || async {
+        let r = c.raw_request("steward/alerts", json!({})).await.unwrap();
+        !dropping_alert(&r) && r["resolved"].as_array().unwrap().iter().any(|a| a["rule"] == "logsDropped")
     })
     .await;
     drop(c);

@@ -772,7 +772,7 @@ impl ProcWatch {
 
     /// Brings the table up to date (see the type's documentation).
     pub fn refresh(&mut self) {
-        let full = self.refreshes.is_multiple_of(Self::FULL_EVERY);
+        let full = self.refreshes % Self::FULL_EVERY == 0;
         self.refreshes += 1;
         let watched = std::mem::take(&mut self.watched);
         #[cfg(target_os = "linux")]

@@ -66,7 +66,21 @@ pub enum Observation {
         /// Unhealthy now.
         unhealthy: bool,
     },
+    /// Rows the store could not write (a full disk, an I/O error): fires while rows are being dropped,
+    /// resolves once none has been dropped for [`DROPS_QUIET_MS`].
+    LogsDropped {
+        /// Rows dropped since the daemon started.
+        total: u64,
+        /// Some were dropped since the previous sample.
+        dropping: bool,
+        /// Some were dropped within the last [`DROPS_QUIET_MS`].
+        recent: bool,
+    },
 }
+
+/// How long without a dropped row before the `logsDropped` alert resolves (bursty writers must not make it
+/// flap).
+pub const DROPS_QUIET_MS: u64 = 10_000;
 
 /// One change to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +142,9 @@ fn describe(rule: &str, subject: &Subject, value: f64, level: p::AlertLevel) -> 
         "moduleMemory" => format!("{who}memory at {value:.0} % of its limit ({lv})"),
         "restartLoop" => format!("{who}in a restart loop: stopped restarting ({lv})"),
         "health" => format!("{who}health check failing ({lv})"),
+        "logsDropped" => {
+            format!("the store is dropping log rows: {value:.0} dropped so far; writes are failing ({lv})")
+        }
         _ => format!("{who}{rule} at {value:.0} ({lv})"),
     }
 }
@@ -191,6 +208,15 @@ impl Engine {
                         0,
                     )
                 }
+                Observation::LogsDropped { total, dropping, recent } => (
+                    "logsDropped".into(),
+                    Subject::Machine,
+                    *total as f64,
+                    dropping.then_some(p::AlertLevel::Critical),
+                    1.0,
+                    *recent,
+                    0,
+                ),
                 Observation::Health { subject, unhealthy } => {
                     if !rules.health {
                         continue;

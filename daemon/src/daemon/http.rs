@@ -268,6 +268,13 @@ pub fn prometheus(state: &DaemonState) -> String {
         o.sample("steward_module_processes", &[("project", &m.project), ("module", &m.module)], m.processes as f64);
     }
 
+    o.family(
+        "steward_store_rows_dropped_total",
+        "counter",
+        "Rows the store could not write (a full disk, an I/O error) since the daemon started.",
+    );
+    o.sample("steward_store_rows_dropped_total", &[], state.store.dropped() as f64);
+
     if let Some(s) = state.metrics.system() {
         if let Some(c) = s.cpu_percent {
             o.family("steward_system_cpu_percent", "gauge", "Machine CPU busy, percent of all cores.");

@@ -21,7 +21,7 @@ use steward_framework::process::ProcWatch;
 use steward_framework::store::MetricRow;
 use steward_protocol as p;
 
-use super::alerts::{Observation, Subject};
+use super::alerts::{DROPS_QUIET_MS, Observation, Subject};
 use super::state::DaemonState;
 
 /// Default sampling interval.
@@ -163,6 +163,9 @@ struct Inner {
     /// Previous CPU time of each module tree: (project, module, pid) → (cpu ms, when).
     last_cpu: HashMap<(String, String, u32), (u64, Instant)>,
     last_totals: Option<(p::IpcTotals, Instant)>,
+    /// The store's dropped-rows counter at the previous sample, and when it last grew.
+    last_dropped: u64,
+    last_drop_at: Option<Instant>,
 }
 
 impl Inner {
@@ -410,6 +413,18 @@ fn sample(
         sessions,
     };
     obs.push(Observation::Ipc { score: score as f64 });
+
+    // Log rows the store could not write.
+    let dropped = state.store.dropped();
+    let dropping = dropped > inner.last_dropped;
+    inner.last_dropped = dropped;
+    if dropping {
+        inner.last_drop_at = Some(now);
+    }
+    let recent = inner.last_drop_at.is_some_and(|at| now.duration_since(at) < Duration::from_millis(DROPS_QUIET_MS));
+    if dropped > 0 {
+        obs.push(Observation::LogsDropped { total: dropped, dropping, recent });
+    }
     inner.ipc = Some(ipc);
 
     let system = p::SystemMetrics {

@@ -416,9 +416,13 @@ pub async fn health(ctx: Ctx, _params: p::HealthParams) -> Result<p::HealthRepor
     let store = state.store.clone();
     let probe =
         tokio::time::timeout(Duration::from_secs(5), tokio::task::spawn_blocking(move || store.check_writable())).await;
+    let dropped = match state.store.dropped() {
+        0 => String::new(),
+        n => format!("; {n} log rows dropped since the daemon started"),
+    };
     let (ok, detail) = match probe {
-        Ok(Ok(Ok(()))) => (true, format!("writable ({})", state.store.path().display())),
-        Ok(Ok(Err(e))) => (false, format!("the store refuses writes: {e}")),
+        Ok(Ok(Ok(()))) => (true, format!("writable ({}){dropped}", state.store.path().display())),
+        Ok(Ok(Err(e))) => (false, format!("the store refuses writes: {e}{dropped}")),
         Ok(Err(e)) => (false, format!("the store check failed: {e}")),
         Err(_) => (false, "the store did not take a test write within 5 s".to_string()),
     };

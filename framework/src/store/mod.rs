@@ -1133,6 +1133,12 @@ impl Store {
         self.inner.readers.with(maintain::projects)
     }
 
+    /// Rows the writer could not store (counted in [`StoreStats::dropped`]); an atomic read, cheap enough
+    /// for every metrics tick.
+    pub fn dropped(&self) -> u64 {
+        self.inner.counters.dropped.load(Ordering::Relaxed)
+    }
+
     /// Counters and sizes.
     pub fn stats(&self) -> Result<StoreStats> {
         let c = &self.inner.counters;

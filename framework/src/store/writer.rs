@@ -841,7 +841,7 @@ impl<'c> Statements<'c> {
         // Ids are assigned here, never by SQLite: after retention deleted the newest rows SQLite would
         // hand out their ids again, and the index watermark (`indexed_upto`) relies on ids only growing.
         let sql = |n: usize| {
-            let row = format!("({})", vec!["?"; LOG_COLUMNS].join(", "));
+            let row = format!("({})", ["?"; LOG_COLUMNS].join(", "));
             format!(
                 "INSERT INTO logs (id, ts_ms, module_id, run, stream, level, flags, text, display) VALUES {}",
                 vec![row; n].join(", ")
