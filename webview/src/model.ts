@@ -75,3 +75,14 @@ export function niceMax(v: number): number {
   for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
   return 10 * p;
 }
+
+/**
+ * The charts' time window: the last hour, or less while the history is younger (so a few minutes of samples
+ * fill the chart instead of a sliver at its right edge). At least a minute; spans round up to whole minutes.
+ */
+export function timeWindow(oldestMs: number | undefined, now: number): { t0: number; label: string } {
+  const HOUR = 3_600_000;
+  const age = oldestMs === undefined ? 0 : now - oldestMs;
+  const minutes = Math.min(60, Math.max(1, Math.ceil(age / 60_000)));
+  return { t0: now - (minutes === 60 ? HOUR : minutes * 60_000), label: minutes === 60 ? "Last hour" : `Last ${minutes} min` };
+}
