@@ -17,15 +17,18 @@ import { alive, extDir, stewardBin, waitUntil } from "./harness.mjs";
 const require = createRequire(import.meta.url);
 const bundleDir = path.join(extDir, "out", "webview");
 
-/** Serves the host page and the bundle on 127.0.0.1; `url` is the page. */
-export async function startPlainHost() {
+/**
+ * Serves the host page and the bundle on 127.0.0.1; `url` is the page. `transport`: the script defining
+ * window.stewardTransport (default plain-transport.js, over the functions `openDashboard` exposes).
+ */
+export async function startPlainHost({ transport = path.join(path.dirname(new URL(import.meta.url).pathname), "plain-transport.js") } = {}) {
   for (const f of ["dashboard.js", "dashboard.css"]) {
     if (!fs.existsSync(path.join(bundleDir, f))) throw new Error(`missing ${path.join(bundleDir, f)} (cd extension && node build.mjs)`);
   }
   const files = {
     "/dashboard.js": [path.join(bundleDir, "dashboard.js"), "text/javascript"],
     "/dashboard.css": [path.join(bundleDir, "dashboard.css"), "text/css"],
-    "/transport.js": [path.join(path.dirname(new URL(import.meta.url).pathname), "plain-transport.js"), "text/javascript"],
+    "/transport.js": [transport, "text/javascript"],
   };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, "http://localhost");
@@ -59,7 +62,7 @@ export async function startPlainHost() {
  * requests; `onAction(name, args)` gets its host actions. Returns the page, `notify(n)` (push a notification),
  * and the lists of console errors, page errors and CSP violations (filled as they happen).
  */
-export async function openDashboard(context, url, { request, onAction = () => {}, colorScheme = "light" }) {
+export async function openDashboard(context, url, { request = async (m) => Promise.reject(new Error(`no transport for ${m}`)), onAction = () => {}, colorScheme = "light" } = {}) {
   const page = await context.newPage();
   await page.emulateMedia({ colorScheme });
   const seen = { consoleErrors: [], pageErrors: [], cspViolations: [] };
@@ -71,7 +74,8 @@ export async function openDashboard(context, url, { request, onAction = () => {}
   page.on("response", (r) => {
     if (r.status() >= 400) seen.consoleErrors.push(`(HTTP ${r.status()} for ${r.url()})`);
   });
-  await page.exposeFunction("__stewardRequest", (method, params) => request(method, params));
+  // Answers cross as JSON text, as on a real wire (and Playwright's own serialisation of large values is slow).
+  await page.exposeFunction("__stewardRequest", async (method, params) => JSON.stringify(await request(method, params)));
   await page.exposeFunction("__stewardAction", (name, args) => onAction(name, args));
   await page.exposeFunction("__stewardCsp", (v) => seen.cspViolations.push(v));
   await page.addInitScript(() => {
