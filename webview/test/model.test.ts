@@ -41,6 +41,8 @@ test("downsampling keeps peaks and bounds the count", () => {
 test("paths scale into the box and clamp at the top", () => {
   assert.equal(linePath([], 100, 50, 0, 10, 100), "");
   assert.equal(linePath([[0, 0], [10, 100], [5, 200]], 100, 50, 0, 10, 100), "M0.0,50.0L100.0,0.0L50.0,0.0");
+  // One decimal, fixed point, also for points before t0 and tiny values.
+  assert.equal(linePath([[-1, 0], [1, 99.96], [3, 0.0001]], 1000, 50, 0, 3000, 100), "M-0.3,50.0L0.3,0.0L1.0,50.0");
   assert.equal(niceMax(0), 1);
   assert.equal(niceMax(73), 100);
   assert.equal(niceMax(120), 200);
