@@ -17,6 +17,7 @@ import {
 } from "../../protocol/ts/steward-protocol";
 import { type Ctx, NotConnectedError } from "./ctx";
 import { formatDuration } from "./logic/format";
+import type { Dashboard } from "./dashboard";
 import type { LogViewers } from "./logViewer";
 import { searchMemory } from "./memorySearch";
 import type { Notifier } from "./notify";
@@ -26,6 +27,7 @@ import { asModuleArg, pickModule, pickProject } from "./pickers";
 export interface Services {
   logs: LogViewers;
   notifier: Notifier;
+  dashboard: Dashboard;
 }
 
 interface Command {
@@ -61,7 +63,7 @@ const COMMANDS: Record<string, Command> = {
   "steward.up": { daemon: true, run: (ctx, s, arg) => upDown(ctx, s, arg, "up") },
   "steward.down": { daemon: true, run: (ctx, s, arg) => upDown(ctx, s, arg, "down") },
   "steward.rememberSelection": { daemon: true, run: rememberSelection },
-  "steward.showDashboard": { daemon: false, run: () => vscode.commands.executeCommand("steward.dashboard.focus") },
+  "steward.showDashboard": { daemon: false, run: (_ctx, s) => s.dashboard.showPanel() },
   "steward.openStackFile": { daemon: false, run: openStackFile },
   "steward.startDaemon": { daemon: false, run: (ctx) => ctx.restartConnection("force") },
   "steward.reconnect": { daemon: false, run: (ctx) => ctx.restartConnection(false) },

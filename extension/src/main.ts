@@ -4,7 +4,7 @@
 import * as vscode from "vscode";
 import { registerCommands } from "./commands";
 import { Ctx } from "./ctx";
-import { DashboardView } from "./dashboard";
+import { Dashboard } from "./dashboard";
 import { LogViewers } from "./logViewer";
 import { Notifier } from "./notify";
 import { StatusBar } from "./status";
@@ -32,8 +32,9 @@ export function activate(context: vscode.ExtensionContext): { activationMs: numb
   ctx = new Ctx(context);
   const logs = new LogViewers(ctx);
   const notifier = new Notifier(ctx);
-  ctx.pushExt(logs, notifier, new StatusBar(ctx), new ServicesTree(ctx), new DashboardView(ctx));
-  registerCommands(ctx, { logs, notifier });
+  const dashboard = new Dashboard(ctx);
+  ctx.pushExt(logs, notifier, new StatusBar(ctx), new ServicesTree(ctx), dashboard);
+  registerCommands(ctx, { logs, notifier, dashboard });
   ctx.watchStackFiles();
   context.subscriptions.push(ctx);
   const activateMs = performance.now() - t0;

@@ -14,7 +14,7 @@ import type {
   StatusResult,
 } from "../../protocol/ts/steward-protocol";
 import { type HostBridge, type FromHost, PlainBridge, type PlainTransport, VsCodeBridge } from "./bridge";
-import { bytes, downsample, linePath, niceMax, pct, seriesOf } from "./model";
+import { bytes, downsample, type Field, linePath, niceMax, pct, type Series, seriesByField, timeWindow } from "./model";
 
 declare function acquireVsCodeApi(): { postMessage(msg: unknown): void };
 declare global {
@@ -128,18 +128,15 @@ function moduleRow(p: ProjectStatus, m: ModuleStatus): HTMLTableRowElement {
 
 const PALETTE = 8;
 
-function chart(title: string, field: "cpu" | "mem" | "ipc", fmt: (v: number) => string): HTMLElement {
+function chart(title: string, field: Field, all: Series[], fmt: (v: number) => string, t0: number, now: number): HTMLElement {
   const box = el("figure", "chart");
   box.dataset.chart = field;
   box.append(el("figcaption", undefined, title));
-  const history = st.history;
-  const series = seriesOf(history, field).filter((s) => field === "ipc" || s.key !== "");
+  const series = all.filter((s) => field === "ipc" || s.key !== "");
   const W = 300;
   const H = 80;
-  const now = Date.now();
-  const t0 = now - 3_600_000;
   let yMax = 0;
-  for (const s of series) for (const [, v] of s.points) yMax = Math.max(yMax, v);
+  for (const s of series) for (let i = 0; i < s.points.length; i++) if (s.points[i][1] > yMax) yMax = s.points[i][1];
   yMax = field === "ipc" ? 100 : niceMax(yMax);
   const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${title}, last hour`, preserveAspectRatio: "none" });
   g.append(svg("line", { x1: "0", y1: String(H), x2: String(W), y2: String(H), class: "axis" }));
@@ -204,8 +201,15 @@ function render(): void {
   }
 
   const charts = el("section", "charts");
-  charts.append(el("h2", undefined, "Last hour"));
-  charts.append(chart("CPU (% of a core)", "cpu", (v) => pct(v)), chart("Memory", "mem", (v) => bytes(v)), chart("IPC score", "ipc", (v) => String(Math.round(v))));
+  const now = Date.now();
+  const win = timeWindow(st.history[0]?.atMs, now);
+  charts.append(el("h2", undefined, win.label));
+  const series = seriesByField(st.history);
+  charts.append(
+    chart("CPU (% of a core)", "cpu", series.cpu, (v) => pct(v), win.t0, now),
+    chart("Memory", "mem", series.mem, (v) => bytes(v), win.t0, now),
+    chart("IPC score", "ipc", series.ipc, (v) => String(Math.round(v)), win.t0, now),
+  );
   out.push(charts);
 
   const alerts = el("section", "alerts");

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 import { PlainBridge, type FromHost, type ToHost, VsCodeBridge } from "../src/bridge";
-import { bytes, downsample, linePath, niceMax, pct, seriesOf } from "../src/model";
+import { bytes, downsample, linePath, niceMax, pct, seriesOf, timeWindow } from "../src/model";
 
 const pt = (atMs: number, project: string, module: string, cpu: number, mem: number, ipc?: number) => ({
   atMs,
@@ -41,6 +41,8 @@ test("downsampling keeps peaks and bounds the count", () => {
 test("paths scale into the box and clamp at the top", () => {
   assert.equal(linePath([], 100, 50, 0, 10, 100), "");
   assert.equal(linePath([[0, 0], [10, 100], [5, 200]], 100, 50, 0, 10, 100), "M0.0,50.0L100.0,0.0L50.0,0.0");
+  // One decimal, fixed point, also for points before t0 and tiny values.
+  assert.equal(linePath([[-1, 0], [1, 99.96], [3, 0.0001]], 1000, 50, 0, 3000, 100), "M-0.3,50.0L0.3,0.0L1.0,50.0");
   assert.equal(niceMax(0), 1);
   assert.equal(niceMax(73), 100);
   assert.equal(niceMax(120), 200);
@@ -81,4 +83,13 @@ test("the plain bridge relays only the dashboard's methods", async () => {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   await assert.rejects(b.request("steward/daemon/stop" as any, {}), /not relayed/);
   assert.deepEqual(calls, ["steward/alerts"]);
+});
+
+test("the charts' window: the history's age in whole minutes (at least one), at most an hour", () => {
+  const now = 10_000_000;
+  assert.deepEqual(timeWindow(undefined, now), { t0: now - 60_000, label: "Last 1 min" });
+  assert.deepEqual(timeWindow(now - 5_000, now), { t0: now - 60_000, label: "Last 1 min" });
+  assert.deepEqual(timeWindow(now - 125_000, now), { t0: now - 180_000, label: "Last 3 min" });
+  assert.deepEqual(timeWindow(now - 3_600_000, now), { t0: now - 3_600_000, label: "Last hour" });
+  assert.deepEqual(timeWindow(now - 9_000_000, now), { t0: now - 3_600_000, label: "Last hour" });
 });

@@ -88,6 +88,8 @@ export class Env {
     this.context = undefined;
     this.page = undefined;
     this.logs = [];
+    /** Console errors of every frame: `{text, url}`. */
+    this.consoleErrors = [];
   }
 
   get env() {
@@ -210,7 +212,10 @@ export class Env {
     });
     this.page = this.context.pages()[0] ?? (await this.context.newPage());
     this.page.on("console", (m) => {
-      if (m.type() === "error") this.logs.push(`[browser] ${m.text()}`);
+      if (m.type() !== "error") return;
+      this.logs.push(`[browser] ${m.text()}`);
+      // Every frame's errors, webviews' included (Chromium reports CSP violations here as "Refused to …").
+      this.consoleErrors.push({ text: m.text(), url: m.location()?.url ?? "" });
     });
     await this.page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(this.ws)}`);
     await this.page.waitForSelector(".monaco-workbench", { timeout: 60_000 });
