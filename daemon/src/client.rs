@@ -405,7 +405,16 @@ impl Client {
 
     /// `steward/daemon/stop`, then waits (up to `timeout`) until the daemon has exited (its lock is free).
     pub async fn stop_daemon(&self, timeout: Duration) -> Result<u32> {
-        let pid = self.request::<p::DaemonStop>(p::DaemonStopParams {}).await?.pid;
+        let pid = match self.request::<p::DaemonStop>(p::DaemonStopParams {}).await {
+            Ok(r) => r.pid,
+            // The daemon closed the session before its reply got out: it is stopping, which is what was asked.
+            // Its pid is in its lock file.
+            Err(ClientError::Closed) => std::fs::read_to_string(paths::lock_path(&self.home))
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0),
+            Err(e) => return Err(e),
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         while daemon_holds_lock(&self.home) {
             if tokio::time::Instant::now() >= deadline {

@@ -259,8 +259,8 @@ async fn serve(home: PathBuf) -> ExitCode {
     scheduler.abort();
     sampler.abort();
     let _ = tail.await;
-    // Give sessions a moment to close their sockets.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    // Give sessions a moment to write what they queued (a session leaves the registry once its writer ended).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while state.sessions.len() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -31,6 +31,9 @@ use super::ops;
 use super::sessions::Session;
 use super::state::DaemonState;
 
+/// How long a session keeps serving once the daemon is stopping, so that replies being produced still go out.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(250);
+
 /// Connections served at once; more are refused (and logged).
 const MAX_SESSIONS: usize = 256;
 /// Requests of one session handled concurrently.
@@ -101,15 +104,25 @@ async fn run_session(state: Arc<DaemonState>, stream: UnixStream, peer_pid: Opti
     let service = service.map_request(absent_params_are_null);
     let input = FrameGuard::new(read, outbox.clone(), state.limits, id);
     let server = Server::new(input, OutboxWriter::new(outbox.clone()), socket).concurrency_level(CONCURRENCY);
+    let serve = server.serve(service);
+    tokio::pin!(serve);
     tokio::select! {
-        _ = server.serve(service) => {}
-        _ = cancel.cancelled() => tracing::info!(session = id, "disconnected (stalled or shutting down)"),
+        _ = &mut serve => {}
+        _ = cancel.cancelled() => {
+            if state.shutdown.is_cancelled() {
+                // The daemon is stopping: replies already on their way (above all the `daemon/stop` that
+                // caused this) still go out. Bounded: a handler that waits on something does not hold it up.
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await;
+            }
+            tracing::info!(session = id, "disconnected (stalled or shutting down)")
+        }
     }
-    state.sessions.remove(id);
     state.tail.remove_session(id);
     outbox.close();
     // Let queued replies (e.g. the error that ended the session) reach the client, within the write timeout.
     let _ = tokio::time::timeout(state.limits.write_timeout + Duration::from_secs(1), writer).await;
+    // Only now: the daemon's exit waits until no session is registered, so that queued replies are written.
+    state.sessions.remove(id);
     tracing::debug!(session = id, "closed");
 }
 
