@@ -18,13 +18,20 @@ args = ap.parse_args()
 
 
 def run_ns(pid):
-    total = 0
+    """Run time (ns) of each live thread."""
+    out = {}
     for t in os.listdir(f"/proc/{pid}/task"):
         try:
-            total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
+            out[t] = int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
         except OSError:
             pass
-    return total
+    return out
+
+
+def used_ns(before, after):
+    """CPU used between two readings: threads alive at both count their difference, new ones all of theirs.
+    (A thread that exited in between takes its time with it: a summed total could even go negative.)"""
+    return sum(ns - before.get(t, 0) for t, ns in after.items())
 
 
 def rss_kib(pid):
@@ -57,7 +64,7 @@ def measure(modules, interval_ms):
             time.sleep(args.window)
             c1, t1 = run_ns(daemon.pid), time.monotonic()
             return {"modules": modules, "interval_ms": interval_ms,
-                    "cpu_percent": round((c1 - c0) / ((t1 - t0) * 1e9) * 100, 4), "rss_kib": rss_kib(daemon.pid)}
+                    "cpu_percent": round(used_ns(c0, c1) / ((t1 - t0) * 1e9) * 100, 4), "rss_kib": rss_kib(daemon.pid)}
         finally:
             subprocess.run([args.steward, "daemon", "stop"], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
