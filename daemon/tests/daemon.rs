@@ -422,6 +422,22 @@ async fn bad_messages_get_json_rpc_errors_and_the_session_survives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_answers_internal_error_and_the_session_lives_on() {
+    let d = Daemon::start(&[("STEWARD_DEBUG_PANIC_METHOD", p::PROFILE_LIST)]);
+    let mut raw = d.raw();
+    raw.initialize();
+    for id in [1, 2] {
+        let e = raw.request(id, p::PROFILE_LIST, json!({"project": "any"}));
+        assert_eq!(error_code(&e), -32603, "{e}");
+        assert!(e["error"]["message"].as_str().unwrap().contains("STEWARD_DEBUG_PANIC_METHOD"), "{e}");
+        assert_eq!(e["id"], id);
+    }
+    // The same session, and the daemon, go on.
+    assert_eq!(raw.request(3, p::STATUS, json!({}))["result"]["pid"], d.pid());
+    assert!(d.log().contains("panicked"), "the panic is logged:\n{}", d.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_disconnected_and_cannot_grow_the_daemon() {
     let d = Daemon::start(&[]);
     let mut bystander = d.raw();

@@ -246,10 +246,16 @@ where
             };
             // In place, not in a task of its own: a spawn and join per request cost two cross-thread wake-ups
             // on the `steward/status` round trip. The session already polls up to CONCURRENCY requests at once.
-            let result = match AssertUnwindSafe(GUARDED.scope((), handler(ctx, params))).catch_unwind().await {
+            let work = async move {
+                if debug_panic_method() == Some(R::METHOD) {
+                    panic!("STEWARD_DEBUG_PANIC_METHOD"); // test hook, see `debug_panic_method`
+                }
+                handler(ctx, params).await
+            };
+            let result = match AssertUnwindSafe(GUARDED.scope((), work)).catch_unwind().await {
                 Ok(r) => r.map_err(jsonrpc::Error::from),
                 Err(panic) => {
-                    let e = panic_message(&panic);
+                    let e = panic_message(&*panic);
                     tracing::error!("handler of {} panicked: {e}", R::METHOD);
                     Err(ApiError::internal(format!("{} failed: {e}", R::METHOD)).into())
                 }
@@ -258,6 +264,13 @@ where
             result
         }
     })
+}
+
+/// Test hook: with `STEWARD_DEBUG_PANIC_METHOD=<method>` in the daemon's environment, every request for that
+/// method panics inside its handler — a test proves that the session answers -32603 and lives on.
+fn debug_panic_method() -> Option<&'static str> {
+    static METHOD: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    METHOD.get_or_init(|| std::env::var("STEWARD_DEBUG_PANIC_METHOD").ok()).as_deref()
 }
 
 /// The text of a caught panic.
