@@ -129,17 +129,26 @@ impl Drop for DaemonGuard<'_> {
     }
 }
 
-/// The visible windows of the tray process that are menus (not the 32×30 icon): (x, y, width, height).
+/// The visible windows of the tray process that are menus (not the icon, not GTK's helper windows).
 fn menus(display: &str) -> Vec<(i32, i32, i32, i32)> {
+    tray_windows(display).into_iter().filter(|&(_, _, _, h)| h > 40).collect()
+}
+
+fn xdo(display: &str, args: &[&str]) {
+    let st = Command::new(need("xdotool")).args(args).env("DISPLAY", display).status().unwrap();
+    assert!(st.success(), "xdotool {args:?} failed");
+}
+
+/// The visible windows of the tray process: (x, y, width, height).
+fn tray_windows(display: &str) -> Vec<(i32, i32, i32, i32)> {
     let out = Command::new(need("xdotool"))
         .args(["search", "--onlyvisible", "--name", "^steward-tray$", "getwindowgeometry", "--shell", "%@"])
         .env("DISPLAY", display)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
     let mut found = Vec::new();
     let mut cur = [0i32; 4];
-    for line in text.lines() {
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Some((k, v)) = line.split_once('=') else { continue };
         let v: i32 = v.parse().unwrap_or(0);
         match k {
@@ -148,9 +157,7 @@ fn menus(display: &str) -> Vec<(i32, i32, i32, i32)> {
             "WIDTH" => cur[2] = v,
             "HEIGHT" => {
                 cur[3] = v;
-                if cur[3] > 40 {
-                    found.push((cur[0], cur[1], cur[2], cur[3]));
-                }
+                found.push((cur[0], cur[1], cur[2], cur[3]));
             }
             _ => {}
         }
@@ -158,27 +165,14 @@ fn menus(display: &str) -> Vec<(i32, i32, i32, i32)> {
     found
 }
 
-fn xdo(display: &str, args: &[&str]) {
-    let st = Command::new(need("xdotool")).args(args).env("DISPLAY", display).status().unwrap();
-    assert!(st.success(), "xdotool {args:?} failed");
-}
-
-/// The tray icon's centre, once the host shows it.
+/// The tray icon's centre, once the host shows it (GTK also maps 10×10 helper windows off screen).
 fn icon_centre(display: &str) -> (i32, i32) {
     let mut centre = None;
     wait_for("the tray icon in the tray host", Duration::from_secs(20), || {
-        let out = Command::new(need("xdotool"))
-            .args(["search", "--onlyvisible", "--name", "^steward-tray$", "getwindowgeometry", "--shell", "%@"])
-            .env("DISPLAY", display)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let num = |k: &str| text.lines().find_map(|l| l.strip_prefix(k).and_then(|v| v.parse::<i32>().ok()));
-        if let (Some(x), Some(y), Some(w), Some(h)) = (num("X="), num("Y="), num("WIDTH="), num("HEIGHT=")) {
-            if h <= 40 && w <= 40 {
-                centre = Some((x + w / 2, y + h / 2));
-            }
-        }
+        centre = tray_windows(display)
+            .into_iter()
+            .find(|&(x, y, w, h)| (16..=40).contains(&w) && (16..=40).contains(&h) && x >= 0 && y >= 0)
+            .map(|(x, y, w, h)| (x + w / 2, y + h / 2));
         centre.is_some()
     });
     centre.unwrap()
