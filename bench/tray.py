@@ -201,9 +201,15 @@ def main():
             wait("the recovery", 20, lambda: any(ts > hit and h == "all-running" for ts, h in icon_lines()), 0.01)
 
         # The dashboard, opened from the tray menu (project, Search Memory…, Open Dashboard).
-        icon = next((x + w // 2, y + h // 2) for x, y, w, h in tray_windows(display) if is_icon(x, y, w, h))
-        xdotool(display, "mousemove", str(icon[0]), str(icon[1]), "click", "1")
-        wait("the tray menu", 10, lambda: any(h > 40 for *_, h in tray_windows(display)), 0.02)
+        for attempt in range(5):  # a click that races the icon's embedding is lost: click again
+            icon = next((x + w // 2, y + h // 2) for x, y, w, h in tray_windows(display) if is_icon(x, y, w, h))
+            xdotool(display, "mousemove", str(icon[0]), str(icon[1]), "click", "1")
+            try:
+                wait("the tray menu", 2, lambda: any(h > 40 for *_, h in tray_windows(display)), 0.02)
+                break
+            except SystemExit:
+                if attempt == 4:
+                    raise
         xdotool(display, "key", "Down", "Down", "Down", "Return")
         t_open = time.monotonic()
 
