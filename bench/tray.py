@@ -55,6 +55,20 @@ def rss_kb(pid):
     return 0
 
 
+def rollup_kb(pid):
+    """Pss and private (USS) memory from /proc/PID/smaps_rollup, in KiB."""
+    fields = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if v.strip().endswith("kB"):
+                    fields[k] = int(v.split()[0])
+    except OSError:
+        pass
+    return fields.get("Pss", 0), fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+
+
 def descendants(root):
     children = {}
     for name in os.listdir("/proc"):
@@ -185,6 +199,7 @@ def main():
         wait("the icon in the tray host", 20, lambda: any(is_icon(*g) for g in tray_windows(display)), 0.05)
         time.sleep(settle)  # let the app settle before measuring its memory (a benchmark, not a test)
         idle_mb, idle_split = sample_rss(tray.pid, 5)
+        pss_kb, uss_kb = rollup_kb(tray.pid)
 
         # Crash -> icon.
         latencies = []
@@ -243,6 +258,8 @@ def main():
             "startupToIconMs": round(startup_ms),
             "idleRssMiB": round(idle_mb, 1),
             "idleRssSplit": {k: round(v, 1) for k, v in idle_split.items()},
+            "idlePssMiB": round(pss_kb / 1024, 1),
+            "idleUssMiB": round(uss_kb / 1024, 1),
             "dashboardOpenMs": round(dashboard_ms),
             "dashboardRssMiB": round(open_mb, 1),
             "dashboardRssSplit": {k: round(v, 1) for k, v in open_split.items()},
@@ -266,6 +283,7 @@ def main():
                 f"at the start); `bench/run tray`:\n\n"
                 "| Figure | Value | Target |\n|---|---|---|\n"
                 f"| tray RSS, no window open (median of 5 samples after {settle} s) | {idle_mb:.1f} MiB | ≤ {RSS_TARGET_MB} MiB: {ok(result['targets']['idleRssPass'])} |\n"
+                f"| same, private memory (USS) / proportional (PSS) | {uss_kb / 1024:.1f} / {pss_kb / 1024:.1f} MiB | report |\n"
                 f"| tray + WebKit processes, dashboard open | {open_mb:.1f} MiB | report |\n"
                 f"| tray + WebKit processes, after closing the dashboard | {closed_mb:.1f} MiB | report |\n"
                 f"| module crash (SIGKILL) → tray icon changed, {len(lat)} crashes | median {statistics.median(lat):.0f} ms, p95 {p95} ms, max {lat[-1]} ms | p95 ≤ {LATENCY_TARGET_MS} ms: {ok(result['targets']['crashToIconPass'])} |\n"
