@@ -109,8 +109,10 @@ pub struct AppState {
     pub notices: Mutex<Notices>,
     /// The last notifications shown (newest last, at most 20), for the `tray_state` command.
     pub shown: Mutex<Vec<notices::Shown>>,
-    /// What the tray shows now.
+    /// What the tray should show (the newest model).
     pub tray: Mutex<tray::Shown>,
+    /// What the native tray shows (updated on the main thread).
+    pub tray_applied: Mutex<tray::Shown>,
 }
 
 /// Sets up the app on any runtime: state, commands, plugins, and (in `setup`) the connection loop, the
@@ -121,6 +123,7 @@ pub fn configure<R: Runtime>(builder: Builder<R>, config: Config) -> Builder<R> 
         notices: Mutex::new(Notices::new(config.min_severity)),
         shown: Mutex::new(Vec::new()),
         tray: Mutex::new(tray::Shown::default()),
+        tray_applied: Mutex::new(tray::Shown::default()),
         daemon,
         config,
     };

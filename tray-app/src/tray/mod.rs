@@ -65,51 +65,59 @@ pub fn handle_menu_event<R: Runtime>(app: &AppHandle<R>, id: &str) {
 }
 
 /// Recomputes the model from the cached view and updates the icon, tooltip and menu where they changed.
-/// Callable from any thread.
+/// Callable from any thread: the model is computed here, the native tray is updated on the main thread from
+/// the newest model (so two refreshes racing each other cannot leave an older menu on screen).
 pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
     let Some(state) = app.try_state::<AppState>() else { return };
     let view = state.daemon.view();
     let health = model::health(&view);
     let tooltip = model::tooltip(&view);
     let menu = model::menu(&view, crate::actions::start_at_login(app));
-    let (health_changed, menu_changed, tooltip_changed) = {
+    {
         let mut shown = state.tray.lock().unwrap_or_else(|e| e.into_inner());
-        let changes = (shown.health != Some(health), shown.menu != menu, shown.tooltip != tooltip);
-        if changes.0 {
+        if shown.health != Some(health) {
             shown.health = Some(health);
             shown.health_changed_ms = now_ms();
+            tracing::info!("tray icon: {}", health.label());
         }
-        shown.tooltip = tooltip.clone();
-        shown.menu = menu.clone();
-        changes
-    };
-    if health_changed {
-        tracing::info!("tray icon: {}", health.label());
+        shown.tooltip = tooltip;
+        shown.menu = menu;
     }
     let Some(tray) = app.tray_by_id(TRAY_ID) else {
-        if health_changed {
-            record_health(&state, health);
-        }
+        // No native tray (the mock runtime): the model is what there is; record its changes now.
+        apply(&state, None::<&TrayIcon<R>>, app);
         return;
     };
     let app2 = app.clone();
     // Menus are built on the main thread (GTK); the icon is set there too, so the recorded time is when the
     // icon really changed.
     let _ = app.run_on_main_thread(move || {
-        if health_changed {
+        if let Some(state) = app2.try_state::<AppState>() {
+            apply(&state, Some(&tray), &app2);
+        }
+    });
+}
+
+/// Brings the native tray (when there is one) up to the newest model.
+fn apply<R: Runtime>(state: &AppState, tray: Option<&TrayIcon<R>>, app: &AppHandle<R>) {
+    let shown = state.tray.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut applied = state.tray_applied.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(health) = shown.health else { return };
+    if applied.health != Some(health) {
+        if let Some(tray) = tray {
             if let Err(e) = tray.set_icon(Some(icon_image(health))) {
                 tracing::warn!("setting the tray icon: {e}");
             }
             let _ = tray.set_icon_as_template(Platform::current().template_icon());
-            if let Some(state) = app2.try_state::<AppState>() {
-                record_health(&state, health);
-            }
         }
-        if tooltip_changed {
-            let _ = tray.set_tooltip(Some(&tooltip));
+        record_health(state, health);
+    }
+    if let Some(tray) = tray {
+        if applied.tooltip != shown.tooltip {
+            let _ = tray.set_tooltip(Some(&shown.tooltip));
         }
-        if menu_changed {
-            match native_menu(&app2, &menu) {
+        if applied.menu != shown.menu {
+            match native_menu(app, &shown.menu) {
                 Ok(m) => {
                     if let Err(e) = tray.set_menu(Some(m)) {
                         tracing::warn!("setting the tray menu: {e}");
@@ -118,7 +126,8 @@ pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
                 Err(e) => tracing::warn!("building the tray menu: {e}"),
             }
         }
-    });
+    }
+    *applied = shown;
 }
 
 fn now_ms() -> u64 {
