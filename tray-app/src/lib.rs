@@ -150,17 +150,8 @@ pub fn start<R: Runtime>(app: &tauri::AppHandle<R>) -> Result<(), Box<dyn std::e
     Ok(())
 }
 
-/// Runs the app; returns the process exit code. Call it first thing in `main`, before any thread exists.
+/// Runs the app; returns the process exit code.
 pub fn run() -> i32 {
-    // GTK opens OpenGL when it opens the display, to pick visuals; on Mesa that maps the GL driver (and LLVM)
-    // and costs ~50 MB of resident memory in a process that mostly sits in the tray. The windows are small
-    // pages that WebKit paints without it. A GDK_DEBUG of the user's, or STEWARD_TRAY_GL=1, keeps GL.
-    #[cfg(target_os = "linux")]
-    if std::env::var_os("GDK_DEBUG").is_none() && std::env::var_os("STEWARD_TRAY_GL").is_none_or(|v| v != "1") {
-        // SAFETY: called first in `main`, before any other thread exists (documented above), so nothing can read
-        // the environment concurrently.
-        unsafe { std::env::set_var("GDK_DEBUG", "gl-disable") };
-    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STEWARD_TRAY_LOG")
