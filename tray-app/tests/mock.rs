@@ -1,0 +1,381 @@
+//! The app on Tauri's mock runtime against a real daemon (started by the app itself, on a private
+//! STEWARD_HOME): every command goes through the real IPC layer, and menu items are performed by id
+//! (`menu_action`, the path a click takes). The daemon is the `steward` binary of the same target
+//! directory (`cargo build -p steward` first; `./scripts/test` does).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use steward_tray::daemon::client::Client;
+use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder, mock_context, noop_assets};
+use tauri::webview::InvokeRequest;
+use tauri::{App, Manager, WebviewUrl, WebviewWindow, WebviewWindowBuilder, test::MockRuntime};
+
+/// `target/debug/steward`, next to this test's `deps/` directory.
+fn steward_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("steward");
+    assert!(bin.is_file(), "{} is missing: build the daemon first (`cargo build -p steward`)", bin.display());
+    bin
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    app: App<MockRuntime>,
+    window: WebviewWindow<MockRuntime>,
+    stack: PathBuf,
+}
+
+impl Fixture {
+    fn new(stack: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let stack_path = dir.path().join("stack/steward.toml");
+        std::fs::create_dir_all(stack_path.parent().unwrap()).unwrap();
+        std::fs::write(&stack_path, stack).unwrap();
+        let config = steward_tray::Config {
+            home: home.clone(),
+            steward_bin: Some(steward_bin()),
+            tray_icon: false,
+            state_file: Some(dir.path().join("icon-states")),
+            smoke_file: Some(dir.path().join("smoke.txt")),
+            open_at_start: Vec::new(),
+            login_item: dir.path().join("xdg/autostart/steward-tray.desktop"),
+            service_args: vec!["--no-enable".into()],
+            service_env: vec![
+                ("HOME".into(), dir.path().join("user").display().to_string()),
+                ("XDG_CONFIG_HOME".into(), dir.path().join("xdg").display().to_string()),
+            ],
+            min_severity: steward_tray::notices::Severity::Info,
+            coalesce: Duration::from_millis(100),
+        };
+        let app = steward_tray::configure(mock_builder(), config).build(mock_context(noop_assets())).unwrap();
+        steward_tray::start(app.handle()).unwrap();
+        let window =
+            WebviewWindowBuilder::new(&app, "dashboard", WebviewUrl::App("dashboard.html".into())).build().unwrap();
+        Fixture { dir, app, window, stack: stack_path }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn invoke(&self, cmd: &str, body: Value) -> Result<Value, Value> {
+        let request = InvokeRequest {
+            cmd: cmd.into(),
+            callback: tauri::ipc::CallbackFn(0),
+            error: tauri::ipc::CallbackFn(1),
+            url: "tauri://localhost".parse().unwrap(),
+            body: tauri::ipc::InvokeBody::Json(body),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        };
+        get_ipc_response(&self.window, request).map(|b| b.deserialize::<Value>().unwrap())
+    }
+
+    fn call(&self, cmd: &str, body: Value) -> Value {
+        self.invoke(cmd, body.clone()).unwrap_or_else(|e| panic!("{cmd} {body}: {e}"))
+    }
+
+    fn tray(&self) -> Value {
+        self.call("tray_state", json!({}))
+    }
+
+    /// Polls `tray_state` until `cond` holds (fails after 20 s naming `what` and the last state).
+    fn wait_tray(&self, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let t = self.tray();
+            if cond(&t) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; tray state: {t:#}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A client of our own, to set up and observe (the daemon is the one the app started).
+    fn client(&self) -> Client {
+        tauri::async_runtime::block_on(Client::connect(&self.home())).unwrap()
+    }
+
+    fn status(&self) -> steward_protocol::ProjectStatus {
+        let c = self.client();
+        let s = tauri::async_runtime::block_on(c.status()).unwrap();
+        s.projects.into_iter().find(|p| Path::new(&p.path) == self.stack).expect("project open")
+    }
+
+    fn wait_status(
+        &self,
+        what: &str,
+        cond: impl Fn(&steward_protocol::ProjectStatus) -> bool,
+    ) -> steward_protocol::ProjectStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.status();
+            if cond(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; status: {s:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn open_and_up(&self) {
+        let c = self.client();
+        tauri::async_runtime::block_on(async {
+            let p = c.open(&self.stack, None).await.unwrap();
+            let up =
+                c.up(steward_protocol::UpParams { project: p.path.clone(), wait: true, ..Default::default() }).await;
+            up.unwrap();
+        });
+    }
+
+    fn menu_id(&self, tray: &Value, text_prefix: &str, depth_text: Option<&str>) -> String {
+        let entries = tray["menu"].as_array().unwrap();
+        let mut in_section = depth_text.is_none();
+        for e in entries {
+            let text = e["text"].as_str().unwrap();
+            if let Some(section) = depth_text {
+                if e["id"] == "" && text.contains(section) {
+                    in_section = true;
+                    continue;
+                }
+            }
+            if in_section && text.starts_with(text_prefix) && e["id"] != "" {
+                return e["id"].as_str().unwrap().to_string();
+            }
+        }
+        panic!("no menu item {text_prefix:?} (under {depth_text:?}) in {:#}", tray["menu"]);
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Ok(c) = tauri::async_runtime::block_on(Client::connect(&self.home())) {
+            let _ = tauri::async_runtime::block_on(c.stop_daemon(Duration::from_secs(20)));
+        }
+    }
+}
+
+fn pid_of(p: &steward_protocol::ProjectStatus, m: &str) -> Option<u32> {
+    p.modules.iter().find(|x| x.name == m).and_then(|x| x.pid)
+}
+
+fn running(p: &steward_protocol::ProjectStatus, m: &str) -> bool {
+    p.modules.iter().any(|x| x.name == m && x.state == steward_protocol::ModuleState::Running)
+}
+
+const TWO_PROFILES: &str = r#"
+[project]
+name = "shop"
+profile = "one"
+
+[modules.a]
+run = "sh -c 'echo hello-from-a; exec sleep 600'"
+
+[modules.b]
+run = "sleep 600"
+
+[profiles.one]
+modules = ["a"]
+
+[profiles.two]
+modules = ["b"]
+"#;
+
+#[test]
+fn the_app_starts_the_daemon_and_the_menu_switches_profiles_and_restarts() {
+    let f = Fixture::new(TWO_PROFILES);
+    // The app started the daemon (nothing ran on this home) and connected.
+    f.wait_tray("the connection", |t| t["connected"] == true);
+    f.open_and_up();
+    let t = f.wait_tray("module a in the menu", |t| {
+        t["menu"].as_array().unwrap().iter().any(|e| e["text"].as_str().unwrap().starts_with("● a — running"))
+    });
+    assert_eq!(t["health"], "allRunning", "{t:#}");
+    let one = t["menu"].as_array().unwrap().iter().find(|e| e["text"] == "one").unwrap();
+    assert_eq!(one["checked"], true);
+
+    // Profiles → two: b runs, a is gone, the radio item moved.
+    let two = f.menu_id(&t, "two", Some("Profiles"));
+    f.call("menu_action", json!({"id": two}));
+    let s = f.wait_status("profile two", |p| running(p, "b") && !running(p, "a"));
+    assert_eq!(s.profile.as_deref(), Some("two"));
+    let t = f.wait_tray("the radio item", |t| {
+        t["menu"].as_array().unwrap().iter().any(|e| e["text"] == "two" && e["checked"] == true)
+    });
+    assert!(t["menu"].as_array().unwrap().iter().any(|e| e["text"] == "one" && e["checked"] == false));
+
+    // Restart from the menu: a new process.
+    let old = pid_of(&s, "b").unwrap();
+    let restart = f.menu_id(&t, "Restart", Some("b — running"));
+    f.call("menu_action", json!({"id": restart}));
+    let s = f.wait_status("a new pid for b", |p| running(p, "b") && pid_of(p, "b").is_some_and(|p| p != old));
+    assert!(!std::path::Path::new(&format!("/proc/{old}")).exists() || is_zombie(old), "old b ({old}) still alive");
+    // The menu shows the new pid (pushed events, no polling by the app).
+    let new = pid_of(&s, "b").unwrap();
+    f.wait_tray("the new pid in the menu", |t| {
+        t["menu"].as_array().unwrap().iter().any(|e| e["text"].as_str().unwrap().contains(&format!("pid {new}")))
+    });
+
+    // The icon's states were recorded as they changed (the benchmark's clock).
+    let states = std::fs::read_to_string(f.dir.path().join("icon-states")).unwrap();
+    assert!(states.lines().any(|l| l.ends_with(" all-running")), "{states}");
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+}
+
+const FAILING: &str = r#"
+[project]
+name = "shop"
+
+[modules.ok]
+run = "sleep 600"
+
+[modules.bad]
+run = "sh -c 'echo bad news >&2; exit 3'"
+restart = { policy = "on-failure", backoff = "20ms..20ms", max_restarts = 1, window = "60s" }
+"#;
+
+#[test]
+fn the_menu_and_icon_show_a_failed_module_and_a_notification_is_shown() {
+    let f = Fixture::new(FAILING);
+    f.wait_tray("the connection", |t| t["connected"] == true);
+    let c = f.client();
+    tauri::async_runtime::block_on(async {
+        let p = c.open(&f.stack, None).await.unwrap();
+        // `up` reports the failure; what matters here is what the tray shows.
+        let _ = c.up(steward_protocol::UpParams { project: p.path, wait: true, ..Default::default() }).await;
+    });
+    f.wait_status("bad failed", |p| {
+        p.modules.iter().any(|m| m.name == "bad" && m.state == steward_protocol::ModuleState::Failed)
+    });
+    let t = f.wait_tray("the failed icon", |t| t["health"] == "failed");
+    assert!(t["tooltip"].as_str().unwrap().contains("1 failed (bad)"), "{t:#}");
+    let bad = t["menu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["text"].as_str().unwrap().starts_with("✖ bad — failed"))
+        .cloned();
+    assert!(bad.is_some(), "{:#}", t["menu"]);
+    let t = f.wait_tray("a failure notification", |t| {
+        t["notifications"].as_array().unwrap().iter().any(|n| n["body"].as_str().unwrap().contains("shop/bad failed"))
+    });
+    // Start is offered for the failed module, and works (it fails again: the tray shows that too).
+    let start = f.menu_id(&t, "Start", Some("bad — failed"));
+    let enabled = t["menu"].as_array().unwrap().iter().find(|e| e["id"] == start.as_str()).unwrap()["enabled"].clone();
+    assert_eq!(enabled, true);
+}
+
+#[test]
+fn every_command_answers_through_ipc() {
+    let f = Fixture::new(TWO_PROFILES);
+    f.wait_tray("the connection", |t| t["connected"] == true);
+    f.open_and_up();
+    let project = f.stack.display().to_string();
+    f.wait_tray("module a", |t| t["tooltip"] == "Steward: 1/1 running");
+
+    // daemon_request: relayed methods answer, others are refused by name.
+    let status = f.call("daemon_request", json!({"method": "steward/status", "params": {}}));
+    assert_eq!(status["projects"][0]["name"], "shop");
+    let err = f.invoke("daemon_request", json!({"method": "steward/daemon/stop", "params": {}})).unwrap_err();
+    assert!(err.as_str().unwrap().contains("`steward/daemon/stop` is not relayed"), "{err}");
+
+    // module_action: stop then start a, each waiting for the daemon's answer.
+    let r = f.call("module_action", json!({"project": project, "module": "a", "op": "stop"}));
+    assert_eq!(r["ok"], true);
+    assert!(!running(&f.status(), "a"));
+    let r = f.call("module_action", json!({"project": project, "module": "a", "op": "start"}));
+    assert_eq!(r["ok"], true);
+    assert!(running(&f.status(), "a"));
+    let err = f.invoke("module_action", json!({"project": project, "module": "a", "op": "explode"})).unwrap_err();
+    assert!(err.as_str().unwrap().contains("expected start, stop or restart"), "{err}");
+
+    // use_profile (the menu's radio items go the same way).
+    let r = f.call("use_profile", json!({"project": project, "profile": "two"}));
+    assert_eq!(r["ok"], true);
+    let s = f.wait_status("profile two", |p| running(p, "b") && !running(p, "a"));
+    assert_eq!(s.profile.as_deref(), Some("two"));
+    assert!(f.invoke("use_profile", json!({"project": project, "profile": "nope"})).is_err());
+
+    // search_memory finds the line a printed (stored by the daemon; indexed just behind ingestion, so poll).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let hits = f.call("search_memory", json!({"query": "hello-from-a", "limit": 5}));
+        if hits
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["snippet"].as_str().unwrap().contains("hello") && h["module"] == "a")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no hit for hello-from-a: {hits:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let empty = f.call("search_memory", json!({"query": "   "}));
+    assert_eq!(empty, json!([]));
+
+    // Windows on demand.
+    assert!(f.app.get_webview_window("search").is_none());
+    f.call("open_window", json!({"kind": "search"}));
+    assert!(f.app.get_webview_window("search").is_some());
+    assert!(
+        f.invoke("open_window", json!({"kind": "nope"}))
+            .unwrap_err()
+            .as_str()
+            .unwrap()
+            .contains("expected dashboard or search")
+    );
+    f.call("host_action", json!({"name": "logs", "args": {"project": project, "module": "a"}}));
+    let logs = f.app.get_webview_window("logs").expect("logs window");
+    assert!(logs.url().unwrap().as_str().contains("logs.html?project="), "{}", logs.url().unwrap());
+    assert!(
+        f.invoke("host_action", json!({"name": "logs", "args": {}}))
+            .unwrap_err()
+            .as_str()
+            .unwrap()
+            .contains("missing `project`")
+    );
+    f.call("host_action", json!({"name": "search"}));
+
+    // follow_logs: history now, a subscription for the rest.
+    let followed = f.call("follow_logs", json!({"project": project, "module": "a"}));
+    assert!(followed["subscription"].as_u64().is_some(), "{followed}");
+    let lines = followed["lines"].as_array().unwrap();
+    assert!(lines.iter().any(|l| l["text"] == "hello-from-a"), "{followed:#}");
+
+    // Notifications' minimum severity.
+    assert_eq!(f.call("set_notify_level", json!({"level": "critical"})), "critical");
+    assert_eq!(f.tray()["notifyLevel"], "critical");
+    assert!(f.invoke("set_notify_level", json!({"level": "loud"})).is_err());
+
+    // Start at login: the daemon's service file (here under a temporary HOME) and the tray's login item.
+    assert_eq!(f.tray()["startAtLogin"], false);
+    assert_eq!(f.call("set_start_at_login", json!({"enabled": true})), true);
+    let unit = f.dir.path().join("xdg/systemd/user/steward.service");
+    assert!(unit.is_file(), "{} missing", unit.display());
+    let item = std::fs::read_to_string(f.dir.path().join("xdg/autostart/steward-tray.desktop")).unwrap();
+    assert!(item.contains("Exec="), "{item}");
+    let t = f.tray();
+    assert_eq!(t["startAtLogin"], true);
+    assert!(t["menu"].as_array().unwrap().iter().any(|e| e["text"] == "Start at Login" && e["checked"] == true));
+    // …and off again through the menu item.
+    let id = f.menu_id(&t, "Start at Login", None);
+    f.call("menu_action", json!({"id": id}));
+    assert!(!unit.exists() && !f.dir.path().join("xdg/autostart/steward-tray.desktop").exists());
+    assert!(
+        f.invoke("menu_action", json!({"id": "no-such-item"})).unwrap_err().as_str().unwrap().contains("not an item")
+    );
+
+    // The host page's helpers.
+    let info = f.call("host_info", json!({}));
+    assert_eq!(info["smoke"], true);
+    f.call("smoke_report", json!({"text": "db running"}));
+    assert_eq!(std::fs::read_to_string(f.dir.path().join("smoke.txt")).unwrap(), "db running");
+}

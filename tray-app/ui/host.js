@@ -1,0 +1,38 @@
+// The tray's host for the dashboard bundle (webview/): `window.stewardTransport`, the PlainBridge's
+// transport, implemented with the tray's Tauri commands and events. The page never reaches the daemon
+// itself: `daemon_request` relays a fixed list of methods (tray-app/src/commands.rs, RELAYED).
+(function () {
+  "use strict";
+  const tauri = window.__TAURI__;
+  const invoke = tauri.core.invoke;
+  const handlers = [];
+  void tauri.event.listen("steward://notification", (e) => {
+    for (const h of handlers) h(e.payload);
+  });
+  window.stewardTransport = {
+    request(method, params) {
+      return invoke("daemon_request", { method, params: params ?? null }).catch((e) => {
+        throw new Error(String(e));
+      });
+    },
+    subscribe(onNotification) {
+      handlers.push(onNotification);
+    },
+    action(name, args) {
+      invoke("host_action", { name, args: args ?? null }).catch((e) => console.error(String(e)));
+    },
+  };
+  // The smoke test (STEWARD_TRAY_SMOKE_FILE) reads what the page shows.
+  void invoke("host_info").then((info) => {
+    if (!info.smoke) return;
+    let pending;
+    const report = () => {
+      pending = undefined;
+      void invoke("smoke_report", { text: document.body.innerText });
+    };
+    new MutationObserver(() => {
+      if (!pending) pending = setTimeout(report, 100);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    report();
+  });
+})();
