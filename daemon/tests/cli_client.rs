@@ -20,8 +20,6 @@ fn processes_with_env(var: &str) -> Vec<u32> {
     common::processes_with_env(var).into_iter().map(|(pid, _)| pid).collect()
 }
 
-static MARKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
 /// A private home with a daemon. Dropping it stops the daemon (`steward daemon stop`) and kills whatever
 /// is left of it and its modules.
 struct Home {
@@ -36,11 +34,7 @@ impl Home {
     fn new() -> Home {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
-        let mark = format!(
-            "STEWARD_TEST_MARK={}-cli-{}",
-            std::process::id(),
-            MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
+        let mark = common::new_mark();
         let ports = ["DEMO_DB_PORT", "DEMO_QUEUE_PORT", "DEMO_API_PORT"]
             .iter()
             .map(|k| (k.to_string(), free_port().to_string()))
@@ -80,15 +74,7 @@ impl Home {
 
     /// Runs `steward ARGS` to completion.
     fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().unwrap();
-        eprintln!(
-            "$ steward {} → {:?}\n{}{}",
-            args.join(" "),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        common::run_logged(self.cmd(args), args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -98,9 +84,8 @@ impl Home {
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        serde_json::from_str(&self.ok(&a)).unwrap()
+        let a = common::with_json(args);
+        common::json_ok(&self.run(&a), &a)
     }
 
     fn leftovers(&self) -> Vec<u32> {

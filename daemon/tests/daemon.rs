@@ -9,12 +9,12 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::{Client, ClientError, StartOptions};
-use common::{alive, demo, free_port, processes_with_env, steward_bin, wait_until};
+use common::{Daemon, alive, demo, steward_bin, wait_until};
 use serde_json::{Value, json};
 use steward_protocol::{self as p, paths};
 
@@ -27,131 +27,19 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-static MARKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// A daemon under test. Dropping it kills it and every process it started.
-struct Daemon {
-    child: Option<Child>,
-    home: PathBuf,
-    _dir: Option<tempfile::TempDir>,
-    /// `STEWARD_TEST_MARK=…`, inherited by every module: how leftovers are found.
-    mark: String,
-    env: Vec<(String, String)>,
+/// The connections this file opens on a [`Daemon`] (the harness itself knows no client).
+trait Connect {
+    async fn client(&self) -> Client;
+    fn raw(&self) -> Raw;
 }
 
-impl Daemon {
-    fn start(env: &[(&str, &str)]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
-        let mark = format!(
-            "STEWARD_TEST_MARK={}-{}",
-            std::process::id(),
-            MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let mut d = Daemon {
-            child: None,
-            home,
-            _dir: Some(dir),
-            mark,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        };
-        d.spawn();
-        d
-    }
-
-    /// Starts the demo's ports on free ones.
-    fn with_demo_ports() -> Daemon {
-        let (db, queue, api) = (free_port().to_string(), free_port().to_string(), free_port().to_string());
-        Daemon::start(&[("DEMO_DB_PORT", &db), ("DEMO_QUEUE_PORT", &queue), ("DEMO_API_PORT", &api)])
-    }
-
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(steward_bin());
-        cmd.env("STEWARD_HOME", &self.home).env("STEWARD_LOG", "debug");
-        let (k, v) = self.mark.split_once('=').unwrap();
-        cmd.env(k, v);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    /// (Re)starts `steward daemon` for this home and waits until the socket answers.
-    fn spawn(&mut self) {
-        let child = self
-            .command()
-            .arg("daemon")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let socket = paths::socket_path(&self.home);
-        wait_until(Duration::from_secs(20), "the daemon's socket", || {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("the daemon exited with {status}:\n{}", self.log());
-            }
-            StdUnixStream::connect(&socket).is_ok()
-        });
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
+impl Connect for Daemon {
     async fn client(&self) -> Client {
         Client::connect(&self.home).await.unwrap()
     }
 
     fn raw(&self) -> Raw {
         Raw::connect(&self.home)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(paths::log_dir(&self.home).join("daemon.log")).unwrap_or_default()
-    }
-
-    fn modules_alive(&self) -> Vec<(u32, String)> {
-        processes_with_env(&self.mark)
-            .into_iter()
-            .filter(|(pid, _)| Some(*pid) != self.child.as_ref().map(Child::id))
-            .collect()
-    }
-
-    /// SIGKILLs the daemon (not its modules) and reaps it.
-    fn crash(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// Waits for the daemon to exit by itself; returns its exit code.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let child = self.child.as_mut().unwrap();
-        let mut code = None;
-        wait_until(timeout, "the daemon to exit", || match child.try_wait().unwrap() {
-            Some(s) => {
-                code = Some(s.code());
-                true
-            }
-            None => false,
-        });
-        self.child = None;
-        code.flatten()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for (pid, _) in processes_with_env(&self.mark) {
-            // SAFETY: plain syscall.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
     }
 }
 
@@ -251,7 +139,7 @@ fn error_code(resp: &Value) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_round_trip_and_lsp_handshake() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let mut raw = d.raw();
     let init = raw.initialize();
     assert_eq!(init["result"]["serverInfo"]["name"], "steward", "{init}");
@@ -274,7 +162,7 @@ async fn status_round_trip_and_lsp_handshake() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn home_is_private_and_one_daemon_per_home() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&paths::run_dir(&d.home)), 0o700);
     assert_eq!(mode(&paths::socket_path(&d.home)), 0o600);
@@ -295,7 +183,7 @@ async fn another_uid_is_refused_and_logged() {
         eprintln!("skipped: needs root to connect as another uid");
         return;
     }
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     // Open the way for uid 65534 so that only the daemon's peer check stands between it and the API.
     for (path, m) in [
         (d.home.parent().unwrap().to_path_buf(), 0o711),
@@ -346,7 +234,7 @@ except (ConnectionResetError, BrokenPipeError):
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_header_and_length_get_parse_errors_and_only_that_session_closes() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let mut bystander = d.raw();
     bystander.initialize();
 
@@ -371,7 +259,7 @@ async fn oversized_header_and_length_get_parse_errors_and_only_that_session_clos
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_message_is_closed_after_the_idle_timeout() {
-    let d = Daemon::start(&[("STEWARD_SESSION_IDLE_TIMEOUT_MS", "300")]);
+    let d = Daemon::builder().env("STEWARD_SESSION_IDLE_TIMEOUT_MS", "300").start();
     let mut bystander = d.raw();
     bystander.initialize();
     let mut stalled = d.raw();
@@ -390,7 +278,7 @@ async fn a_stalled_message_is_closed_after_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_get_json_rpc_errors_and_the_session_survives() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let mut raw = d.raw();
     // Before initialize.
     assert_eq!(error_code(&raw.request(1, p::STATUS, json!({}))), -32002);
@@ -423,7 +311,7 @@ async fn bad_messages_get_json_rpc_errors_and_the_session_survives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_answers_internal_error_and_the_session_lives_on() {
-    let d = Daemon::start(&[("STEWARD_DEBUG_PANIC_METHOD", p::PROFILE_LIST)]);
+    let d = Daemon::builder().env("STEWARD_DEBUG_PANIC_METHOD", p::PROFILE_LIST).start();
     let mut raw = d.raw();
     raw.initialize();
     for id in [1, 2] {
@@ -439,7 +327,7 @@ async fn a_panicking_handler_answers_internal_error_and_the_session_lives_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_disconnected_and_cannot_grow_the_daemon() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let mut bystander = d.raw();
     bystander.initialize();
     let before = rss_kib(d.pid());
@@ -478,7 +366,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_cannot_grow_the_daemon(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_stack_file_is_an_error_with_diagnostics() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("steward.toml");
     std::fs::write(&file, "[modules.db]\nrun = \"db\"\nhelth = { tcp = \"127.0.0.1:1\" }\n").unwrap();
@@ -537,7 +425,7 @@ async fn up_demo(c: &Client) -> (String, Vec<(String, u32)>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_up_crash_event_incident_tail_profiles_and_sigterm() {
-    let mut d = Daemon::with_demo_ports();
+    let mut d = Daemon::builder().demo_ports().start();
     let c = d.client().await;
     let mut events = c.events();
     let (project, pids) = up_demo(&c).await;
@@ -687,7 +575,7 @@ async fn demo_up_crash_event_incident_tail_profiles_and_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_daemons_modules_are_killed_by_the_next_one_and_stop_leaves_nothing() {
-    let mut d = Daemon::with_demo_ports();
+    let mut d = Daemon::builder().demo_ports().start();
     let c = d.client().await;
     let (_, pids) = up_demo(&c).await;
     let recorded = std::fs::read_to_string(paths::pgids_path(&d.home)).unwrap();
@@ -721,13 +609,7 @@ async fn a_crashed_daemons_modules_are_killed_by_the_next_one_and_stop_leaves_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_panic_leaves_no_module_process() {
-    let (db, queue, api) = (free_port().to_string(), free_port().to_string(), free_port().to_string());
-    let mut d = Daemon::start(&[
-        ("DEMO_DB_PORT", &db),
-        ("DEMO_QUEUE_PORT", &queue),
-        ("DEMO_API_PORT", &api),
-        ("STEWARD_DEBUG_PANIC_ON_USR1", "1"),
-    ]);
+    let mut d = Daemon::builder().demo_ports().env("STEWARD_DEBUG_PANIC_ON_USR1", "1").start();
     let c = d.client().await;
     let (_, pids) = up_demo(&c).await;
     // SAFETY: plain syscall.

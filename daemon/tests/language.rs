@@ -7,76 +7,25 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{demo, free_port, processes_with_env, steward_bin, wait_until};
+use common::{Daemon, demo};
 use serde_json::{Value, json};
 use steward_protocol::paths;
 
-static MARKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// A daemon on a private home; dropping it kills it and every process it started.
-struct Daemon {
-    child: Child,
-    home: PathBuf,
-    mark: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(env: &[(&str, String)]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
-        let mark = format!("{}-{}", std::process::id(), MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let mut cmd = Command::new(steward_bin());
-        cmd.arg("daemon")
-            .env("STEWARD_HOME", &home)
-            .env("STEWARD_LOG", "debug")
-            .env("STEWARD_TEST_MARK", &mark)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let socket = paths::socket_path(&home);
-        wait_until(Duration::from_secs(20), "the daemon's socket", || {
-            assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
-            UnixStream::connect(&socket).is_ok()
-        });
-        Daemon { child, home, mark: format!("STEWARD_TEST_MARK={mark}"), _dir: dir }
-    }
-
-    fn lsp(&self) -> Lsp {
-        let s = UnixStream::connect(paths::socket_path(&self.home)).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        let mut lsp = Lsp { s, buf: Vec::new(), pending: VecDeque::new(), next_id: 1 };
-        let init = lsp.request("initialize", json!({"capabilities": {}}));
-        let caps = &init["capabilities"];
-        assert_eq!(caps["textDocumentSync"]["change"], 1, "{init}");
-        assert_eq!(caps["hoverProvider"], true, "{init}");
-        assert!(caps["codeLensProvider"].is_object(), "{init}");
-        assert!(caps["completionProvider"]["triggerCharacters"].as_array().is_some_and(|t| !t.is_empty()), "{init}");
-        lsp.notify("initialized", json!({}));
-        lsp
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(paths::log_dir(&self.home).join("daemon.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for (pid, _) in processes_with_env(&self.mark) {
-            // SAFETY: plain syscall.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    }
+/// An initialised LSP session on a [`Daemon`], its capabilities checked.
+fn lsp(d: &Daemon) -> Lsp {
+    let s = UnixStream::connect(paths::socket_path(&d.home)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut lsp = Lsp { s, buf: Vec::new(), pending: VecDeque::new(), next_id: 1 };
+    let init = lsp.request("initialize", json!({"capabilities": {}}));
+    let caps = &init["capabilities"];
+    assert_eq!(caps["textDocumentSync"]["change"], 1, "{init}");
+    assert_eq!(caps["hoverProvider"], true, "{init}");
+    assert!(caps["codeLensProvider"].is_object(), "{init}");
+    assert!(caps["completionProvider"]["triggerCharacters"].as_array().is_some_and(|t| !t.is_empty()), "{init}");
+    lsp.notify("initialized", json!({}));
+    lsp
 }
 
 /// An LSP client speaking raw base protocol; notifications that arrive while waiting for something else are
@@ -208,7 +157,7 @@ const GOOD: &str = "[project]\nname = \"lang\"\n\n[modules.api]\nrun = \"sleep 1
 
 #[test]
 fn unsaved_text_is_checked_with_exact_ranges_and_fixes_clear_the_diagnostics() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path().canonicalize().unwrap();
     std::fs::write(dir.join("steward.toml"), GOOD).unwrap();
@@ -216,7 +165,7 @@ fn unsaved_text_is_checked_with_exact_ranges_and_fixes_clear_the_diagnostics() {
     let extra = "[modules.extra]\nrun = \"true\"\nhelth = { tcp = \"127.0.0.1:1\" }\n";
     std::fs::write(dir.join("modules.d/extra.toml"), extra).unwrap();
     let (root, extra_uri) = (uri(&dir.join("steward.toml")), uri(&dir.join("modules.d/extra.toml")));
-    let mut lsp = d.lsp();
+    let mut lsp = lsp(&d);
 
     // The file on disk is fine; the editor's text is not: a float env value after an emoji (2 UTF-16 units,
     // 4 bytes, 1 character) and an unknown restart policy.
@@ -271,13 +220,13 @@ fn unsaved_text_is_checked_with_exact_ranges_and_fixes_clear_the_diagnostics() {
 
 #[test]
 fn a_stack_that_is_not_open_gets_its_definition_on_hover_and_lenses_for_each_module() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path().canonicalize().unwrap();
     let path = dir.join("steward.toml");
     std::fs::write(&path, GOOD).unwrap();
     let root = uri(&path);
-    let mut lsp = d.lsp();
+    let mut lsp = lsp(&d);
     // Unsaved: a second module the file on disk does not have, and a line that is not valid TOML yet.
     let text = format!(
         "{GOOD}\n[modules.web]\nrun = \"serve\"\nrequires = [\"api\"]\nhealth = {{ http = \"http://127.0.0.1:1/\" }}\nres\n"
@@ -356,12 +305,8 @@ fn start_demo(d: &Daemon, lsp: &mut Lsp) -> (PathBuf, Vec<(String, u64)>) {
 
 #[test]
 fn on_the_running_demo_hover_shows_live_state_lenses_stop_and_completion_offers_keys_and_modules() {
-    let env: Vec<(&str, String)> = ["DEMO_DB_PORT", "DEMO_QUEUE_PORT", "DEMO_API_PORT"]
-        .into_iter()
-        .map(|k| (k, free_port().to_string()))
-        .collect();
-    let d = Daemon::start(&env);
-    let mut lsp = d.lsp();
+    let d = Daemon::builder().demo_ports().start();
+    let mut lsp = lsp(&d);
     let (path, pids) = start_demo(&d, &mut lsp);
     let root = uri(&path);
     let text = std::fs::read_to_string(&path).unwrap();

@@ -8,53 +8,12 @@ mod client;
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use client::Client;
-use common::{processes_with_env, steward_bin, wait_until};
-use steward_protocol::{self as p, paths};
-
-struct Daemon {
-    child: Child,
-    home: PathBuf,
-    mark: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(dir: tempfile::TempDir) -> Daemon {
-        let home = dir.path().join("home");
-        let mark = format!("STEWARD_TEST_MARK=metrics-{}", std::process::id());
-        let (k, v) = mark.split_once('=').unwrap();
-        let child = Command::new(steward_bin())
-            .arg("daemon")
-            .env("STEWARD_HOME", &home)
-            .env("STEWARD_METRICS_INTERVAL_MS", "250")
-            .env(k, v)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let socket = paths::socket_path(&home);
-        wait_until(Duration::from_secs(20), "the daemon's socket", || {
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
-        });
-        Daemon { child, home, mark, _dir: dir }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for (pid, _) in processes_with_env(&self.mark) {
-            // SAFETY: plain syscall.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    }
-}
+use common::{Daemon, steward_bin};
+use steward_protocol as p;
 
 fn write_stack(dir: &Path) -> PathBuf {
     let file = dir.join("steward.toml");
@@ -126,7 +85,7 @@ fn alert_events(seen: &[p::EventParams], rule: &str, module: &str, state: &str) 
 async fn modules_are_measured_and_alerts_fire_once_and_resolve_once() {
     let dir = tempfile::tempdir().unwrap();
     let stack = write_stack(dir.path());
-    let d = Daemon::start(dir);
+    let d = Daemon::builder().home_in(dir).env("STEWARD_METRICS_INTERVAL_MS", "250").debug_log(false).start();
     let c = Client::connect(&d.home).await.unwrap();
     let mut events = c.events();
     let project = c.open(&stack, None).await.unwrap().path;
@@ -280,27 +239,12 @@ async fn http_endpoint_serves_prometheus_text_and_health_on_loopback_only() {
     let dir = tempfile::tempdir().unwrap();
     let stack = dir.path().join("steward.toml");
     std::fs::write(&stack, "[project]\nname = \"web \\\"q\\\"\"\n[modules.sleeper]\nrun = \"sleep 3600\"\n").unwrap();
-    let d = {
-        let home = dir.path().join("home");
-        let mark = format!("STEWARD_TEST_MARK=metrics-http-{}", std::process::id());
-        let (k, v) = mark.split_once('=').unwrap();
-        let child = Command::new(steward_bin())
-            .arg("daemon")
-            .env("STEWARD_HOME", &home)
-            .env("STEWARD_METRICS_INTERVAL_MS", "200")
-            .env("STEWARD_HTTP_ADDR", &addr)
-            .env(k, v)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let socket = paths::socket_path(&home);
-        wait_until(Duration::from_secs(20), "the daemon's socket", || {
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
-        });
-        Daemon { child, home, mark, _dir: dir }
-    };
+    let d = Daemon::builder()
+        .home_in(dir)
+        .env("STEWARD_METRICS_INTERVAL_MS", "200")
+        .env("STEWARD_HTTP_ADDR", &addr)
+        .debug_log(false)
+        .start();
     let c = Client::connect(&d.home).await.unwrap();
     let project = c.open(&stack, None).await.unwrap().path;
     let up = c

@@ -16,8 +16,6 @@ use common::{processes_with_env, steward_bin, wait_until};
 use serde_json::Value;
 use steward_protocol as p;
 
-static MARKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
 /// A private home, a project directory and (optionally) a daemon. Dropping it stops whatever daemon serves
 /// the home and kills what is left of its modules.
 struct Home {
@@ -63,11 +61,7 @@ impl Home {
         std::fs::create_dir_all(&project).unwrap();
         std::fs::write(project.join("steward.toml"), stack(with_flaky)).unwrap();
         std::fs::write(project.join("data.txt"), "module data v1\n").unwrap();
-        let mark = format!(
-            "STEWARD_TEST_MARK={}-ops-{}",
-            std::process::id(),
-            MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
+        let mark = common::new_mark();
         let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let (k, v) = mark.split_once('=').unwrap();
         env.push((k.into(), v.into()));
@@ -109,15 +103,7 @@ impl Home {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().unwrap();
-        eprintln!(
-            "$ steward {} → {:?}\n{}{}",
-            args.join(" "),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        common::run_logged(self.cmd(args), args)
     }
 
     /// Runs and expects `code`; returns stdout + stderr.
@@ -128,11 +114,8 @@ impl Home {
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        let out = self.run(&a);
-        assert_eq!(out.status.code(), Some(0), "steward {a:?}");
-        serde_json::from_slice(&out.stdout).unwrap()
+        let a = common::with_json(args);
+        common::json_ok(&self.run(&a), &a)
     }
 
     fn backups(&self) -> PathBuf {

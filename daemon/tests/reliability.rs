@@ -21,128 +21,23 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use client::Client;
-use common::{alive, processes_with_env, steward_bin, wait_until};
+use common::{Daemon, alive, wait_until};
 use serde_json::{Value, json};
 use steward_protocol::paths;
 
-static MARKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// A daemon under test. Dropping it kills it and every process carrying its mark.
-struct Daemon {
-    child: Option<Child>,
-    home: PathBuf,
-    dir: tempfile::TempDir,
-    mark: String,
+/// The protocol client on a [`Daemon`] (the harness itself knows no client).
+trait Connect {
+    async fn client(&self) -> Client;
 }
 
-impl Daemon {
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
-        Daemon::start_in(dir, home)
-    }
-
-    fn start_in(dir: tempfile::TempDir, home: PathBuf) -> Daemon {
-        let mark = format!(
-            "STEWARD_TEST_MARK=rel-{}-{}",
-            std::process::id(),
-            MARKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let mut d = Daemon { child: None, home, dir, mark };
-        d.spawn();
-        d
-    }
-
-    fn spawn(&mut self) {
-        let (k, v) = self.mark.split_once('=').unwrap();
-        let child = Command::new(steward_bin())
-            .arg("daemon")
-            .env("STEWARD_HOME", &self.home)
-            .env("STEWARD_LOG", "debug")
-            .env(k, v)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let socket = paths::socket_path(&self.home);
-        wait_until(Duration::from_secs(20), "the daemon's socket", || {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("the daemon exited with {status}:\n{}", self.log());
-            }
-            StdUnixStream::connect(&socket).is_ok()
-        });
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
-    }
-
+impl Connect for Daemon {
     async fn client(&self) -> Client {
         Client::connect(&self.home).await.unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(paths::log_dir(&self.home).join("daemon.log")).unwrap_or_default()
-    }
-
-    /// Module processes (everything with the mark but the daemon), with their command lines.
-    fn modules_alive(&self) -> Vec<(u32, String)> {
-        let me = self.child.as_ref().map(Child::id);
-        processes_with_env(&self.mark).into_iter().filter(|(pid, _)| Some(*pid) != me).collect()
-    }
-
-    /// SIGKILL (the daemon only, not its modules) and reap.
-    fn crash(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    fn project_dir(&self, name: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    }
-
-    /// `steward daemon stop` through the CLI; waits for the exit; nothing of ours may be left.
-    fn stop_clean(&mut self) {
-        let (k, v) = self.mark.split_once('=').unwrap();
-        let out = Command::new(steward_bin())
-            .args(["daemon", "stop"])
-            .env("STEWARD_HOME", &self.home)
-            .env(k, v)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{out:?}");
-        let mut child = self.child.take().unwrap();
-        wait_until(Duration::from_secs(20), "the daemon to exit", || child.try_wait().unwrap().is_some());
-        wait_until(Duration::from_secs(10), "no module process left after `daemon stop`", || {
-            self.modules_alive().is_empty()
-        });
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for (pid, _) in processes_with_env(&self.mark) {
-            // SAFETY: plain syscall.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
     }
 }
 
@@ -400,7 +295,7 @@ async fn disk_full_keeps_supervising_reports_the_store_and_recovers() {
         }
     };
     let projects = tempfile::tempdir().unwrap();
-    let mut d = Daemon::start_in(projects, fs.dir.path().join("home"));
+    let mut d = Daemon::builder().home_in(projects).home(fs.dir.path().join("home")).start();
     let file = project(
         &d,
         "full",

@@ -56,3 +56,33 @@ pub fn processes_with_env(var: &str) -> Vec<(u32, String)> {
     }
     out
 }
+
+mod daemon;
+#[allow(unused_imports)]
+pub use daemon::{Daemon, DaemonBuilder, new_mark};
+
+/// Runs a prepared `steward ARGS` command to completion, echoing it and its output to the test's stderr.
+pub fn run_logged(mut cmd: std::process::Command, args: &[&str]) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "$ steward {} → {:?}\n{}{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `ARGS --json`: the argument list for a command whose JSON output is parsed.
+pub fn with_json<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut a = args.to_vec();
+    a.push("--json");
+    a
+}
+
+/// Expects exit code 0 from `steward ARGS` and parses its stdout as JSON.
+pub fn json_ok(out: &std::process::Output, args: &[&str]) -> serde_json::Value {
+    assert_eq!(out.status.code(), Some(0), "steward {args:?} failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
