@@ -572,7 +572,8 @@ impl Request for ProfileList {
 pub struct ProfileUseParams {
     /// Project path or name.
     pub project: String,
-    /// Profile to switch to; `null` = no profile (every module, no overrides).
+    /// Profile to switch to; `null` = the stack file's default (`[project] profile`, or every module when it
+    /// names none).
     pub profile: Option<String>,
     /// Wait until the modules of the new profile are ready, when the project is up (default false).
     #[serde(default)]

@@ -399,7 +399,10 @@ export interface ProfileListResult {
 export interface ProfileUseParams {
   /** Project path or name. */
   project: string;
-  /** Profile to switch to; `null` = no profile (every module, no overrides). */
+  /**
+   * Profile to switch to; `null` = the stack file's default (`[project] profile`, or every module when it
+   * names none).
+   */
   profile: string | null;
   /** Wait until the modules of the new profile are ready, when the project is up (default false). */
   wait?: boolean;
