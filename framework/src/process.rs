@@ -706,12 +706,16 @@ impl ProcTable {
     /// descendant of those (including descendants that moved to another group or session). None when there
     /// is no such live process. Shared pages are counted once per process (the usual RSS sum).
     pub fn tree(&self, pid: u32) -> Option<TreeUsage> {
-        let tree = self.members(pid);
-        if tree.is_empty() {
+        self.usage(&self.members(pid))
+    }
+
+    /// The summed usage of `members`; None when there are none.
+    fn usage(&self, members: &HashSet<u32>) -> Option<TreeUsage> {
+        if members.is_empty() {
             return None;
         }
         let mut usage = TreeUsage::default();
-        for info in tree.iter().filter_map(|p| self.table.get(p)) {
+        for info in members.iter().filter_map(|p| self.table.get(p)) {
             usage.rss_bytes += info.rss_bytes;
             usage.cpu_ms += info.cpu_ms;
             usage.processes += 1;
@@ -799,14 +803,9 @@ impl ProcWatch {
     /// [`ProcTable::tree`] on the last refresh; its members are re-read at the next one.
     pub fn tree(&mut self, pid: u32) -> Option<TreeUsage> {
         let members = self.current.members(pid);
-        let usage = self.current.tree(pid);
+        let usage = self.current.usage(&members);
         self.watched.extend(members);
         usage
-    }
-
-    /// The table as of the last refresh.
-    pub fn table(&self) -> &ProcTable {
-        &self.current
     }
 }
 

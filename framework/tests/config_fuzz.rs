@@ -14,20 +14,8 @@ use std::time::{Duration, Instant};
 
 use steward_framework::config::{self, Diagnostic, LoadOptions, editor};
 
-/// xorshift64*: deterministic for a given seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+/// Deterministic for a given seed: the framework's own `fastrand` (also its backoff jitter).
+type Rng = fastrand::Rng;
 
 /// Fragments that reach the parser's corners: TOML syntax, Steward's keys, interpolation, units, unicode.
 const TOKENS: &[&str] = &[
@@ -97,17 +85,17 @@ const TOKENS: &[&str] = &[
 
 fn mutate(r: &mut Rng, seed: &str) -> String {
     let mut s: Vec<u8> = seed.as_bytes().to_vec();
-    for _ in 0..1 + r.below(6) {
-        let at = r.below(s.len() + 1);
-        match r.below(7) {
+    for _ in 0..1 + r.usize(..6) {
+        let at = r.usize(..s.len() + 1);
+        match r.usize(..7) {
             // insert a token
             0 | 1 => {
-                let t = TOKENS[r.below(TOKENS.len())].as_bytes();
+                let t = TOKENS[r.usize(..TOKENS.len())].as_bytes();
                 s.splice(at..at, t.iter().copied());
             }
             // delete a run
             2 => {
-                let end = (at + 1 + r.below(40)).min(s.len());
+                let end = (at + 1 + r.usize(..40)).min(s.len());
                 if at < end {
                     s.drain(at..end);
                 }
@@ -115,7 +103,7 @@ fn mutate(r: &mut Rng, seed: &str) -> String {
             // flip a byte (may make invalid UTF-8: the loader must say so, not panic)
             3 => {
                 if at < s.len() {
-                    s[at] = r.next() as u8;
+                    s[at] = r.u8(..);
                 }
             }
             // duplicate a line
@@ -123,7 +111,7 @@ fn mutate(r: &mut Rng, seed: &str) -> String {
                 let text = String::from_utf8_lossy(&s).into_owned();
                 let lines: Vec<&str> = text.lines().collect();
                 if !lines.is_empty() {
-                    let l = lines[r.below(lines.len())].to_string() + "\n";
+                    let l = lines[r.usize(..lines.len())].to_string() + "\n";
                     s.splice(at..at, l.bytes());
                 }
             }
@@ -131,8 +119,8 @@ fn mutate(r: &mut Rng, seed: &str) -> String {
             5 => s.truncate(at),
             // repeat a token many times (deep nesting, long lines)
             _ => {
-                let t = ["[", "{", "a.", "\"", "x"][r.below(5)];
-                let n = 1 + r.below(3000);
+                let t = ["[", "{", "a.", "\"", "x"][r.usize(..5)];
+                let n = 1 + r.usize(..3000);
                 s.splice(at..at, t.repeat(n).bytes());
             }
         }
@@ -242,12 +230,12 @@ fn mutated_stack_files_never_panic_and_every_error_is_positioned() {
             std::thread::sleep(Duration::from_millis(200));
         }
     });
-    let mut r = Rng(seed);
+    let mut r = Rng::with_seed(seed);
     let until = Instant::now() + Duration::from_secs(secs);
     let mut ran = 0;
     let mut failed = 0;
     while ran < cases && Instant::now() < until {
-        let base = &seeds[r.below(seeds.len())];
+        let base = &seeds[r.usize(..seeds.len())];
         let text = mutate(&mut r, base);
         *current.lock().unwrap() = (Instant::now(), text.clone());
         failed += usize::from(check(&path, &text, &format!("case {ran} of seed {seed}")));
