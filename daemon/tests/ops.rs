@@ -438,6 +438,12 @@ fn diag_report_never_contains_a_secret() {
     assert!(!text.contains("visible-value"), "no environment value at all");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&archive).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
+    // --json: where it went and how big it is.
+    let second = h.dir.path().join("diag2.tar.gz");
+    let v = h.json(&["diag", "report", "-o", second.to_str().unwrap()]);
+    assert_eq!(v["path"], second.display().to_string(), "{v}");
+    assert_eq!(v["bytes"].as_u64(), Some(std::fs::metadata(&second).unwrap().len()), "{v}");
+    assert!(v["files"].as_u64().unwrap() >= 8, "{v}");
 }
 
 #[test]
@@ -595,6 +601,13 @@ fn service_files_dry_run_install_status_uninstall() {
     );
     assert!(out.contains("# would run: systemctl --user enable --now steward.service"), "{out}");
     assert!(!unit.exists(), "a dry run writes nothing");
+    // --json: one object on stdout, the same file and commands.
+    let dry = h.json(&["service", "install", "--dry-run"]);
+    assert_eq!(dry["file"], unit.display().to_string(), "{dry}");
+    assert_eq!(dry["dryRun"], true, "{dry}");
+    assert!(dry["contents"].as_str().unwrap().contains("\nRestart=on-failure\n"), "{dry}");
+    assert!(dry["commands"].as_array().unwrap().iter().any(|c| c == "systemctl --user enable --now steward.service"));
+    assert!(!unit.exists(), "a dry run writes nothing");
     h.expect(3, &["service", "status"]);
 
     h.expect(0, &["service", "install", "--no-enable"]);
@@ -628,7 +641,11 @@ fn service_files_dry_run_install_status_uninstall() {
 
     let out = h.expect(0, &["service", "uninstall", "--dry-run"]);
     assert!(out.contains("systemctl --user disable --now steward.service"), "{out}");
+    let dry = h.json(&["service", "uninstall", "--dry-run"]);
+    assert_eq!((dry["dryRun"].as_bool(), dry["removed"].as_bool()), (Some(true), Some(false)), "{dry}");
     assert!(unit.exists());
     h.expect(0, &["service", "uninstall"]);
     assert!(!unit.exists());
+    let again = h.json(&["service", "uninstall"]);
+    assert_eq!(again["removed"], false, "nothing was installed: {again}");
 }

@@ -250,15 +250,15 @@ pub fn run(cmd: OpsCommand, json: bool) -> ExitCode {
     };
     match cmd {
         OpsCommand::Service { action: ServiceAction::Install { dry_run, no_enable } } => {
-            service::install(&home, dry_run, no_enable)
+            service::install(&home, dry_run, no_enable, json)
         }
-        OpsCommand::Service { action: ServiceAction::Uninstall { dry_run } } => service::uninstall(dry_run),
+        OpsCommand::Service { action: ServiceAction::Uninstall { dry_run } } => service::uninstall(dry_run, json),
         OpsCommand::Service { action: ServiceAction::Status } => service::status(&home, json),
         OpsCommand::Health => health(&home, json),
         OpsCommand::Backup { action } => backup::run(&home, action, json),
         OpsCommand::Db { action } => db::run(&home, action, json),
         OpsCommand::Doctor { file } => doctor::run(&home, file, json),
-        OpsCommand::Diag { action: DiagAction::Report { output, lines } } => diag::run(&home, output, lines),
+        OpsCommand::Diag { action: DiagAction::Report { output, lines } } => diag::run(&home, output, lines, json),
         OpsCommand::Report { since, format, output } => report::run(&home, since, format, output, json),
     }
 }

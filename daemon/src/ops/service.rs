@@ -193,8 +193,9 @@ fn run(cmd: &[String]) -> Result<String, String> {
     }
 }
 
-/// `steward service install [--dry-run] [--no-enable]`.
-pub fn install(home: &Path, dry_run: bool, no_enable: bool) -> ExitCode {
+/// `steward service install [--dry-run] [--no-enable]`. With `--json`, stdout is one object: the file, its
+/// contents, the commands (run, or that would run) and whether it was a dry run.
+pub fn install(home: &Path, dry_run: bool, no_enable: bool, json: bool) -> ExitCode {
     let (spec, file) = match ServiceSpec::from_env(home).and_then(|s| service_file().map(|f| (s, f))) {
         Ok(x) => x,
         Err(e) => return super::fail(2, &e),
@@ -206,6 +207,20 @@ pub fn install(home: &Path, dry_run: bool, no_enable: bool) -> ExitCode {
     // A daemon already running for this home would make the service's start fail (exit 1: lock held).
     let running = super::daemon_running(home);
     let cmds = if no_enable { Vec::new() } else { commands(true, !running, &file) };
+    let report = |ran: bool| {
+        let v = serde_json::json!({
+            "file": file.display().to_string(),
+            "contents": String::from_utf8_lossy(&contents),
+            "commands": cmds.iter().map(|c| c.join(" ")).collect::<Vec<_>>(),
+            "dryRun": !ran,
+            "daemonRunning": running,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    };
+    if dry_run && json {
+        report(false);
+        return ExitCode::SUCCESS;
+    }
     if dry_run {
         println!("# would write {}:", file.display());
         print!("{}", String::from_utf8_lossy(&contents));
@@ -242,16 +257,35 @@ pub fn install(home: &Path, dry_run: bool, no_enable: bool) -> ExitCode {
             if cfg!(target_os = "macos") { "log out and in" } else { "`systemctl --user start steward`" }
         );
     }
+    if json {
+        report(true);
+    }
     ExitCode::SUCCESS
 }
 
-/// `steward service uninstall [--dry-run]`.
-pub fn uninstall(dry_run: bool) -> ExitCode {
+/// `steward service uninstall [--dry-run]`. With `--json`, stdout is one object: the file, the commands
+/// (run, or that would run), whether the file was removed and whether it was a dry run.
+pub fn uninstall(dry_run: bool, json: bool) -> ExitCode {
     let file = match service_file() {
         Ok(f) => f,
         Err(e) => return super::fail(2, &e),
     };
     let cmds = commands(false, false, &file);
+    let report = |removed: bool| {
+        let shown: Vec<String> =
+            if dry_run || removed { cmds.iter().map(|c| c.join(" ")).collect() } else { Vec::new() };
+        let v = serde_json::json!({
+            "file": file.display().to_string(),
+            "commands": shown,
+            "removed": removed,
+            "dryRun": dry_run,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    };
+    if dry_run && json {
+        report(false);
+        return ExitCode::SUCCESS;
+    }
     if dry_run {
         for c in &cmds {
             println!("# would run: {}", c.join(" "));
@@ -261,6 +295,9 @@ pub fn uninstall(dry_run: bool) -> ExitCode {
     }
     if !file.exists() {
         eprintln!("steward: no service is installed ({} does not exist)", file.display());
+        if json {
+            report(false);
+        }
         return ExitCode::SUCCESS;
     }
     let mut failed = false;
@@ -279,6 +316,9 @@ pub fn uninstall(dry_run: bool) -> ExitCode {
     eprintln!("steward: removed {}", file.display());
     if failed {
         eprintln!("warning: the service manager was not told; the file is gone, so it will not start at next login");
+    }
+    if json {
+        report(true);
     }
     ExitCode::SUCCESS
 }
