@@ -610,7 +610,11 @@ fn service_files_dry_run_install_status_uninstall() {
     assert!(!unit.exists(), "a dry run writes nothing");
     h.expect(3, &["service", "status"]);
 
+    assert!(!h.home.exists(), "a dry run creates nothing");
     h.expect(0, &["service", "install", "--no-enable"]);
+    // The log directory the LaunchAgent's StandardOutPath names exists before the service manager needs it.
+    let logs = std::fs::metadata(h.home.join("logs")).expect("STEWARD_HOME/logs");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&logs.permissions()) & 0o777, 0o700);
     let text = std::fs::read_to_string(&unit).unwrap();
     assert!(
         text.contains(&format!("ExecStart=\"{}\" daemon", steward_bin().canonicalize().unwrap().display())),

@@ -193,6 +193,15 @@ fn run(cmd: &[String]) -> Result<String, String> {
     }
 }
 
+/// Creates `dir` with mode 0700 when it does not exist (an existing one is left as it is).
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
 /// `steward service install [--dry-run] [--no-enable]`. With `--json`, stdout is one object: the file, its
 /// contents, the commands (run, or that would run) and whether it was a dry run.
 pub fn install(home: &Path, dry_run: bool, no_enable: bool, json: bool) -> ExitCode {
@@ -233,6 +242,11 @@ pub fn install(home: &Path, dry_run: bool, no_enable: bool, json: bool) -> ExitC
         if let Err(e) = std::fs::create_dir_all(dir) {
             return super::fail(2, &format!("{}: {e}", dir.display()));
         }
+    }
+    // launchd opens StandardOutPath before it runs the daemon and fails the job when its directory is
+    // missing (a home no daemon has used yet): create it as the daemon would (private).
+    if let Err(e) = private_dir(&spec.home).and_then(|()| private_dir(&spec.home.join("logs"))) {
+        return super::fail(2, &e);
     }
     if let Err(e) = std::fs::write(&file, &contents) {
         return super::fail(2, &format!("{}: {e}", file.display()));
