@@ -354,6 +354,73 @@ fn doctor_detects_a_corrupt_store_and_offers_the_restore() {
 }
 
 #[test]
+fn doctor_checks_permissions_ports_and_stack_files_each_with_a_fix() {
+    let mut h = Home::new(false, &[]);
+    // A port that a module's health check uses, taken by someone else while the module does not run.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let ported = h.dir.path().join("ported");
+    std::fs::create_dir_all(&ported).unwrap();
+    std::fs::write(
+        ported.join("steward.toml"),
+        format!(
+            "[project]\nname = \"ported\"\n\n[modules.web]\nrun = \"sleep 60\"\nhealth = {{ tcp = \"127.0.0.1:{port}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let broken = h.dir.path().join("broken.toml");
+    std::fs::write(&broken, "[project]\nname = \"broken\"\n\n[modules.web]\nrun = \"sleep 60\"\nhelth = 1\n").unwrap();
+
+    // A daemon made the home; then someone opened up its run directory.
+    h.start_daemon();
+    h.expect(0, &["daemon", "stop"]);
+    h.wait_daemon_gone();
+    let run = h.home.join("run");
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let file = ported.join("steward.toml");
+    let out = h.run(&["doctor", "--json", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "a FAILED check exits 1");
+    let checks: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |name: &str| -> Value {
+        checks.as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap_or_else(|| panic!("{checks}"))
+    };
+    let home = find("home");
+    assert_eq!(home["verdict"], "FAILED", "{home}");
+    assert!(home["fix"].as_str().unwrap().contains(&format!("chmod 700 {}", run.display())), "{home}");
+    let ports = find("ports");
+    assert_eq!(ports["verdict"], "WARNING", "{ports}");
+    assert!(ports["detail"].as_str().unwrap().contains("in use by another process"), "{ports}");
+    assert!(ports["fix"].as_str().unwrap().contains(&format!("sport = :{port}")), "{ports}");
+    assert_eq!(find("stack")["verdict"], "PASSED");
+    assert_eq!(find("socket")["verdict"], "WARNING", "no daemon runs");
+    assert_eq!(find("clock")["verdict"], "PASSED");
+    // Every verdict is one of the four, and whatever is not PASSED or SKIPPED says how to fix it.
+    for c in checks.as_array().unwrap() {
+        let v = c["verdict"].as_str().unwrap();
+        assert!(["PASSED", "FAILED", "WARNING", "SKIPPED"].contains(&v), "{c}");
+        if v == "FAILED" || v == "WARNING" {
+            assert!(c["fix"].as_str().is_some_and(|f| !f.is_empty()), "no fix: {c}");
+        }
+    }
+    // The same as text for people: one line per check, the fix under it.
+    let text = h.expect(1, &["doctor", "-f", file.to_str().unwrap()]);
+    assert!(text.contains("FAILED   home") && text.contains("fix: chmod 700"), "{text}");
+    assert!(text.lines().last().unwrap().starts_with("doctor: "), "{text}");
+
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    drop(squatter);
+    let out = h.run(&["doctor", "--json", "-f", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let checks: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stack = checks.as_array().unwrap().iter().find(|c| c["name"] == "stack").unwrap();
+    assert_eq!(stack["verdict"], "FAILED", "{stack}");
+    assert!(stack["detail"].as_str().unwrap().contains("helth"), "names the bad key: {stack}");
+    assert!(stack["fix"].as_str().unwrap().contains("steward check -f"), "{stack}");
+    assert_eq!(checks.as_array().unwrap().iter().find(|c| c["name"] == "home").unwrap()["verdict"], "PASSED");
+}
+
+#[test]
 fn drill_prune_and_report() {
     let mut h = Home::new(true, &[("STEWARD_BACKUP_SCHEDULE", "daily")]);
     h.start_daemon();
@@ -438,6 +505,12 @@ fn diag_report_never_contains_a_secret() {
     assert!(!text.contains("visible-value"), "no environment value at all");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&archive).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
+    // --json: where it went and how big it is.
+    let second = h.dir.path().join("diag2.tar.gz");
+    let v = h.json(&["diag", "report", "-o", second.to_str().unwrap()]);
+    assert_eq!(v["path"], second.display().to_string(), "{v}");
+    assert_eq!(v["bytes"].as_u64(), Some(std::fs::metadata(&second).unwrap().len()), "{v}");
+    assert!(v["files"].as_u64().unwrap() >= 8, "{v}");
 }
 
 #[test]
@@ -595,9 +668,20 @@ fn service_files_dry_run_install_status_uninstall() {
     );
     assert!(out.contains("# would run: systemctl --user enable --now steward.service"), "{out}");
     assert!(!unit.exists(), "a dry run writes nothing");
+    // --json: one object on stdout, the same file and commands.
+    let dry = h.json(&["service", "install", "--dry-run"]);
+    assert_eq!(dry["file"], unit.display().to_string(), "{dry}");
+    assert_eq!(dry["dryRun"], true, "{dry}");
+    assert!(dry["contents"].as_str().unwrap().contains("\nRestart=on-failure\n"), "{dry}");
+    assert!(dry["commands"].as_array().unwrap().iter().any(|c| c == "systemctl --user enable --now steward.service"));
+    assert!(!unit.exists(), "a dry run writes nothing");
     h.expect(3, &["service", "status"]);
 
+    assert!(!h.home.exists(), "a dry run creates nothing");
     h.expect(0, &["service", "install", "--no-enable"]);
+    // The log directory the LaunchAgent's StandardOutPath names exists before the service manager needs it.
+    let logs = std::fs::metadata(h.home.join("logs")).expect("STEWARD_HOME/logs");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&logs.permissions()) & 0o777, 0o700);
     let text = std::fs::read_to_string(&unit).unwrap();
     assert!(
         text.contains(&format!("ExecStart=\"{}\" daemon", steward_bin().canonicalize().unwrap().display())),
@@ -628,7 +712,11 @@ fn service_files_dry_run_install_status_uninstall() {
 
     let out = h.expect(0, &["service", "uninstall", "--dry-run"]);
     assert!(out.contains("systemctl --user disable --now steward.service"), "{out}");
+    let dry = h.json(&["service", "uninstall", "--dry-run"]);
+    assert_eq!((dry["dryRun"].as_bool(), dry["removed"].as_bool()), (Some(true), Some(false)), "{dry}");
     assert!(unit.exists());
     h.expect(0, &["service", "uninstall"]);
     assert!(!unit.exists());
+    let again = h.json(&["service", "uninstall"]);
+    assert_eq!(again["removed"], false, "nothing was installed: {again}");
 }

@@ -5,6 +5,8 @@
 //! - `UPDATE_TS=1 cargo test -p steward-protocol --test tidy` rewrites the TypeScript file.
 //! - When `ext.rs` changes, update `docs/api.md` for the change and put the new hash (printed by the failing
 //!   test) in its `ext.rs hash:` line.
+//! - `docs/api.md`'s method index (every method with its direction, params and result types) is generated
+//!   here; `UPDATE_DOCS=1 cargo test -p steward-protocol --test tidy` rewrites it.
 //!
 //! The generator reads `ext.rs` with `syn` and understands exactly the serde attributes listed in ext.rs's
 //! module docs; anything else fails the test rather than producing wrong types.
@@ -473,4 +475,67 @@ fn api_doc_was_reviewed_against_the_current_ext_rs() {
          line `ext.rs hash: …` to `ext.rs hash: {expected}`.",
         path.display()
     );
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// docs/api.md's method index (generated)
+
+const INDEX_BEGIN: &str =
+    "<!-- method index: generated from protocol/src/ext.rs by protocol/tests/tidy.rs; UPDATE_DOCS=1 rewrites it -->";
+const INDEX_END: &str = "<!-- method index: end -->";
+
+/// GitHub's anchor for a heading: lower case, spaces to `-`, other punctuation dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .chars()
+        .filter_map(|c| match c {
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c.to_ascii_lowercase()),
+            ' ' => Some('-'),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One row per method and notification of `ext.rs`, in its order, linking to the method's section.
+fn method_index(file: &syn::File) -> String {
+    let mut out = String::from("| method | kind | params | result |\n|---|---|---|---|\n");
+    for m in methods(file) {
+        let (kind, result) = match &m.result {
+            Some(r) => ("request", format!("`{r}`")),
+            None => ("notification (daemon → client)", "—".to_string()),
+        };
+        let _ = writeln!(out, "| [`{}`](#{}) | {kind} | `{}` | {result} |", m.name, anchor(&m.name), m.params);
+    }
+    out
+}
+
+#[test]
+fn api_doc_method_index_is_generated_from_ext_rs() {
+    let (path, doc) = api_doc();
+    let generated = method_index(&parse_ext());
+    let (Some(begin), Some(end)) = (doc.find(INDEX_BEGIN), doc.find(INDEX_END)) else {
+        panic!("{} lacks the method index markers:\n{INDEX_BEGIN}\n{INDEX_END}", path.display());
+    };
+    let from = begin + INDEX_BEGIN.len() + 1;
+    assert!(from <= end, "the method index markers are out of order in {}", path.display());
+    if doc[from..end] == generated {
+        return;
+    }
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        let updated = format!("{}{generated}{}", &doc[..from], &doc[end..]);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    panic!(
+        "the method index in {} is stale. Run `UPDATE_DOCS=1 cargo test -p steward-protocol --test tidy` and \
+         commit the result.",
+        path.display()
+    );
+}
+
+#[test]
+fn anchors_are_githubs() {
+    assert_eq!(anchor("`steward/logs/query`"), "stewardlogsquery");
+    assert_eq!(anchor("`$/progress`"), "progress");
+    assert_eq!(anchor("Keeping this page true"), "keeping-this-page-true");
 }

@@ -177,14 +177,20 @@ impl Archive {
     }
 }
 
-/// `steward diag report [-o FILE] [-n LINES]`.
-pub fn run(home: &Path, output: Option<PathBuf>, lines: u32) -> ExitCode {
+/// `steward diag report [-o FILE] [-n LINES]`. With `--json`, stdout is `{path, files, bytes}`.
+pub fn run(home: &Path, output: Option<PathBuf>, lines: u32, json: bool) -> ExitCode {
     let stamp = id_for(now_ms()).replace('T', "-").trim_end_matches('Z').to_string();
     let output = output.unwrap_or_else(|| PathBuf::from(format!("steward-diag-{stamp}.tar.gz")));
     match build(home, &output, &stamp, lines as usize) {
         Ok(files) => {
             let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
-            println!("wrote {} ({files} files, {}); secrets are masked", output.display(), human_bytes(size));
+            if json {
+                let path = std::path::absolute(&output).unwrap_or(output.clone());
+                let v = serde_json::json!({"path": path.display().to_string(), "files": files, "bytes": size});
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                println!("wrote {} ({files} files, {}); secrets are masked", output.display(), human_bytes(size));
+            }
             ExitCode::SUCCESS
         }
         Err(e) => fail(1, &format!("{}: {e}", output.display())),

@@ -35,8 +35,9 @@ pub enum OpsCommand {
     /// Check that the daemon really works: its socket answers, the store takes writes, every module is in its
     /// desired state. Prints one line (`--json`: every check).
     ///
-    /// Never starts a daemon. Exit status: 0 ok, 1 degraded (a module failed, the store refuses writes),
-    /// 2 down (no daemon answers, or it is shutting down).
+    /// Never starts a daemon. Exit status: 0 ok, 1 degraded (a module that should run is not running and
+    /// healthy — starting, restarting, failed, exited with an error — or the store refuses writes), 2 down (no
+    /// daemon answers within 15 s, or it is shutting down).
     Health,
     /// Back up the store, the stack files and modules' data (their `backup` hooks); list, verify, prune,
     /// restore, and rehearse a restore.
@@ -47,7 +48,8 @@ pub enum OpsCommand {
         #[command(subcommand)]
         action: BackupAction,
     },
-    /// Store maintenance through the daemon: vacuum, reindex, prune (with a progress bar on a terminal).
+    /// Store maintenance through the daemon (started if needed): vacuum, reindex, prune (with a progress bar on
+    /// a terminal).
     Db {
         #[command(subcommand)]
         action: DbCommand,
@@ -55,7 +57,9 @@ pub enum OpsCommand {
     /// Check the installation: the socket, the store's integrity, permissions, stack files, ports, the clock,
     /// disk space, backups. Each check says PASSED, FAILED, WARNING or SKIPPED, with a fix.
     ///
-    /// Works without a daemon (it never starts one). Exit status: 0 no check failed, 1 a check failed.
+    /// Works without a daemon (it never starts one). When the store is damaged, the fix names the newest
+    /// backup with an intact store, and on a terminal doctor offers to restore it. Exit status: 0 no check
+    /// failed, 1 a check failed.
     Doctor {
         /// Also check this stack file (default: steward.toml in the current directory or a parent, and every
         /// project the daemon has open).
@@ -71,7 +75,7 @@ pub enum OpsCommand {
     ///
     /// Read from the store directly (works without a daemon).
     Report {
-        /// The period: the last DURATION (e.g. 24h, 7d).
+        /// The period: the last DURATION, in m, h, d or w (e.g. 90m, 24h, 7d, 2w).
         #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_period)]
         since: Duration,
         /// Markdown, or a self-contained HTML page with small charts.
@@ -86,9 +90,9 @@ pub enum OpsCommand {
 /// `steward service …`.
 #[derive(Subcommand)]
 pub enum ServiceAction {
-    /// Write the service file and enable it (Linux: `systemctl --user enable --now steward`; macOS:
-    /// `launchctl bootstrap gui/UID …`). `STEWARD_HOME`, `PATH` and the `STEWARD_*` daemon settings of this
-    /// shell are written into it.
+    /// Write the service file and enable it (Linux: `systemctl --user daemon-reload` and `enable --now
+    /// steward.service`, without `--now` while a daemon already runs; macOS: `launchctl bootstrap gui/UID
+    /// …`). `STEWARD_HOME`, `PATH` and the `STEWARD_*` daemon settings of this shell are written into it.
     Install {
         /// Print the file and the commands instead.
         #[arg(long)]
@@ -122,7 +126,7 @@ pub enum BackupAction {
     /// List the backups, oldest first.
     List,
     /// Check a backup: every file's size and SHA-256, and `PRAGMA integrity_check` on a restored copy of the
-    /// store. Exit status 1 names every damaged file.
+    /// store. Every damaged file is named, and the exit status is 1.
     Verify {
         /// Backup id, a unique prefix of one, or `latest` (the default).
         id: Option<String>,
@@ -203,7 +207,8 @@ pub enum DbCommand {
 pub enum DiagAction {
     /// Bundle what a bug report needs into a tar.gz: versions, OS, configuration (secrets masked), module
     /// states, recent events and log lines, the daemon's log, store statistics, `steward doctor`. Secrets are
-    /// masked everywhere; environment values are never included.
+    /// masked everywhere; the values of environment variables are never included (except Steward's own
+    /// non-secret settings such as `STEWARD_HOME`).
     Report {
         /// The archive to write (default: steward-diag-YYYYMMDD-HHMMSS.tar.gz in the current directory).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -250,15 +255,15 @@ pub fn run(cmd: OpsCommand, json: bool) -> ExitCode {
     };
     match cmd {
         OpsCommand::Service { action: ServiceAction::Install { dry_run, no_enable } } => {
-            service::install(&home, dry_run, no_enable)
+            service::install(&home, dry_run, no_enable, json)
         }
-        OpsCommand::Service { action: ServiceAction::Uninstall { dry_run } } => service::uninstall(dry_run),
+        OpsCommand::Service { action: ServiceAction::Uninstall { dry_run } } => service::uninstall(dry_run, json),
         OpsCommand::Service { action: ServiceAction::Status } => service::status(&home, json),
         OpsCommand::Health => health(&home, json),
         OpsCommand::Backup { action } => backup::run(&home, action, json),
         OpsCommand::Db { action } => db::run(&home, action, json),
         OpsCommand::Doctor { file } => doctor::run(&home, file, json),
-        OpsCommand::Diag { action: DiagAction::Report { output, lines } } => diag::run(&home, output, lines),
+        OpsCommand::Diag { action: DiagAction::Report { output, lines } } => diag::run(&home, output, lines, json),
         OpsCommand::Report { since, format, output } => report::run(&home, since, format, output, json),
     }
 }

@@ -473,6 +473,9 @@ pub fn html(r: &Report) -> String {
         for a in &r.alerts {
             let _ = writeln!(s, "<li>{} — {}</li>", local_time(a.ts_ms), esc(&a.text));
         }
+        if r.alert_count > r.alerts.len() {
+            let _ = writeln!(s, "<li>… and {} more</li>", r.alert_count - r.alerts.len());
+        }
         s.push_str("</ul>\n");
     }
     s.push_str("<h2>Top error messages</h2>\n");
@@ -486,10 +489,13 @@ pub fn html(r: &Report) -> String {
         s.push_str("</table>\n");
     }
     s.push_str("<h2>Backups</h2>\n<ul>\n");
-    if let Some(b) = &r.backups {
-        for l in backup_lines(b, r.until_ms) {
-            let _ = writeln!(s, "<li>{}</li>", esc(&l));
+    match &r.backups {
+        Some(b) => {
+            for l in backup_lines(b, r.until_ms) {
+                let _ = writeln!(s, "<li>{}</li>", esc(&l));
+            }
         }
+        None => s.push_str("<li>the backup settings are invalid (see <code>steward doctor</code>)</li>\n"),
     }
     s.push_str("</ul>\n</body></html>\n");
     s
@@ -516,12 +522,15 @@ mod tests {
                 modules: vec![ModuleReport { name: "a<b".into(), uptime_pct: 50.0, runs: 1, crashes: 2, restarts: 1 }],
                 crashes_per_day: vec![2],
             }],
-            alerts: vec![],
-            alert_count: 0,
+            alerts: vec![Alert { ts_ms: 1_000, project: "/x".into(), text: "db failed".into() }],
+            alert_count: 25,
             top_errors: vec![(3, "api: boom <script>".into())],
             backups: None,
         };
         let h = html(&r);
+        // Both formats say the same: the 20 newest alerts and how many more there were, and invalid settings.
+        assert!(h.contains("<li>… and 24 more</li>") && h.contains("the backup settings are invalid"), "{h}");
+        assert!(markdown(&r).contains("- … and 24 more"));
         assert!(h.contains("<svg") && h.contains("width=\"130\""), "a 50% bar is 130 px of 260");
         assert!(!h.contains("<script>") && h.contains("&lt;script&gt;"));
         assert!(h.contains("a&lt;b"));

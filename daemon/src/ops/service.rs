@@ -193,8 +193,18 @@ fn run(cmd: &[String]) -> Result<String, String> {
     }
 }
 
-/// `steward service install [--dry-run] [--no-enable]`.
-pub fn install(home: &Path, dry_run: bool, no_enable: bool) -> ExitCode {
+/// Creates `dir` with mode 0700 when it does not exist (an existing one is left as it is).
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// `steward service install [--dry-run] [--no-enable]`. With `--json`, stdout is one object: the file, its
+/// contents, the commands (run, or that would run) and whether it was a dry run.
+pub fn install(home: &Path, dry_run: bool, no_enable: bool, json: bool) -> ExitCode {
     let (spec, file) = match ServiceSpec::from_env(home).and_then(|s| service_file().map(|f| (s, f))) {
         Ok(x) => x,
         Err(e) => return super::fail(2, &e),
@@ -206,6 +216,20 @@ pub fn install(home: &Path, dry_run: bool, no_enable: bool) -> ExitCode {
     // A daemon already running for this home would make the service's start fail (exit 1: lock held).
     let running = super::daemon_running(home);
     let cmds = if no_enable { Vec::new() } else { commands(true, !running, &file) };
+    let report = |ran: bool| {
+        let v = serde_json::json!({
+            "file": file.display().to_string(),
+            "contents": String::from_utf8_lossy(&contents),
+            "commands": cmds.iter().map(|c| c.join(" ")).collect::<Vec<_>>(),
+            "dryRun": !ran,
+            "daemonRunning": running,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    };
+    if dry_run && json {
+        report(false);
+        return ExitCode::SUCCESS;
+    }
     if dry_run {
         println!("# would write {}:", file.display());
         print!("{}", String::from_utf8_lossy(&contents));
@@ -218,6 +242,11 @@ pub fn install(home: &Path, dry_run: bool, no_enable: bool) -> ExitCode {
         if let Err(e) = std::fs::create_dir_all(dir) {
             return super::fail(2, &format!("{}: {e}", dir.display()));
         }
+    }
+    // launchd opens StandardOutPath before it runs the daemon and fails the job when its directory is
+    // missing (a home no daemon has used yet): create it as the daemon would (private).
+    if let Err(e) = private_dir(&spec.home).and_then(|()| private_dir(&spec.home.join("logs"))) {
+        return super::fail(2, &e);
     }
     if let Err(e) = std::fs::write(&file, &contents) {
         return super::fail(2, &format!("{}: {e}", file.display()));
@@ -242,16 +271,35 @@ pub fn install(home: &Path, dry_run: bool, no_enable: bool) -> ExitCode {
             if cfg!(target_os = "macos") { "log out and in" } else { "`systemctl --user start steward`" }
         );
     }
+    if json {
+        report(true);
+    }
     ExitCode::SUCCESS
 }
 
-/// `steward service uninstall [--dry-run]`.
-pub fn uninstall(dry_run: bool) -> ExitCode {
+/// `steward service uninstall [--dry-run]`. With `--json`, stdout is one object: the file, the commands
+/// (run, or that would run), whether the file was removed and whether it was a dry run.
+pub fn uninstall(dry_run: bool, json: bool) -> ExitCode {
     let file = match service_file() {
         Ok(f) => f,
         Err(e) => return super::fail(2, &e),
     };
     let cmds = commands(false, false, &file);
+    let report = |removed: bool| {
+        let shown: Vec<String> =
+            if dry_run || removed { cmds.iter().map(|c| c.join(" ")).collect() } else { Vec::new() };
+        let v = serde_json::json!({
+            "file": file.display().to_string(),
+            "commands": shown,
+            "removed": removed,
+            "dryRun": dry_run,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    };
+    if dry_run && json {
+        report(false);
+        return ExitCode::SUCCESS;
+    }
     if dry_run {
         for c in &cmds {
             println!("# would run: {}", c.join(" "));
@@ -261,6 +309,9 @@ pub fn uninstall(dry_run: bool) -> ExitCode {
     }
     if !file.exists() {
         eprintln!("steward: no service is installed ({} does not exist)", file.display());
+        if json {
+            report(false);
+        }
         return ExitCode::SUCCESS;
     }
     let mut failed = false;
@@ -279,6 +330,9 @@ pub fn uninstall(dry_run: bool) -> ExitCode {
     eprintln!("steward: removed {}", file.display());
     if failed {
         eprintln!("warning: the service manager was not told; the file is gone, so it will not start at next login");
+    }
+    if json {
+        report(true);
     }
     ExitCode::SUCCESS
 }

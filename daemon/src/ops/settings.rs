@@ -23,6 +23,9 @@ pub const DAEMON_ENV: &[&str] = &[
     "STEWARD_RETENTION_AGE",
     "STEWARD_LOG",
     "STEWARD_SESSION_IDLE_TIMEOUT_MS",
+    "STEWARD_SESSION_QUEUE_LIMIT",
+    "STEWARD_METRICS_INTERVAL_MS",
+    "STEWARD_HTTP_ADDR",
 ];
 
 /// The backup settings.
@@ -91,5 +94,37 @@ mod tests {
         assert_eq!(parse_schedule("6h"), Ok(Some(Duration::from_secs(21_600))));
         assert!(parse_schedule("500ms").unwrap_err().contains("at least 1s"));
         assert!(parse_schedule("weekly").unwrap_err().contains("expected off, daily"));
+        assert_eq!(parse_schedule("on"), parse_schedule("daily"));
+    }
+
+    /// `steward service install` promises to carry every daemon setting of the shell into the service file:
+    /// every `STEWARD_*` variable the daemon's code reads must be listed in `DAEMON_ENV`.
+    #[test]
+    fn daemon_env_lists_every_setting_the_daemon_reads() {
+        // Not settings: the home (written separately), test hooks, and what the daemon sets for its modules.
+        let not_settings = |k: &str| k == "STEWARD_HOME" || k.starts_with("STEWARD_DEBUG_");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/daemon");
+        let mut stack = vec![dir];
+        let mut missing = Vec::new();
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (i, _) in text.match_indices("\"STEWARD_") {
+                    let name: String = text[i + 1..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    if !not_settings(&name) && !DAEMON_ENV.contains(&name.as_str()) {
+                        missing.push(format!("{name} ({})", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "read by the daemon but not in DAEMON_ENV: {missing:?}");
     }
 }

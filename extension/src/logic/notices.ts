@@ -2,6 +2,7 @@
 // argument and nothing is shown here (notify.ts shows what `Coalescer.flush` returns).
 
 import type { EventParams } from "../../../protocol/ts/steward-protocol";
+import { formatBytes, formatDuration } from "./format";
 
 export type Severity = "info" | "warning" | "error";
 export type MinSeverity = Severity | "off";
@@ -107,6 +108,32 @@ export class NoticeTracker {
         if (ev.to === "stopped") this.troubled.delete(k);
         return undefined;
       }
+      case "backupCompleted": {
+        // A long job the user did not start from this window: a scheduled backup says it is done; any backup
+        // that left something out (a failed hook) says so, whoever started it.
+        const problems = ev.problems ?? [];
+        if (!ev.scheduled && problems.length === 0) return undefined;
+        const what = `${ev.scheduled ? "scheduled backup" : "backup"} ${ev.id}`;
+        return {
+          ...base,
+          key: `backup:${ev.id}`,
+          kind: "job",
+          severity: problems.length > 0 ? "warning" : "info",
+          message:
+            problems.length > 0
+              ? `${what} made with ${problems.length} problem${problems.length === 1 ? "" : "s"}: ${problems[0]}`
+              : `${what} made: ${ev.files} files, ${formatBytes(ev.totalBytes)} (${formatBytes(ev.newBytes)} new) in ${formatDuration(ev.durationMs)}`,
+        };
+      }
+      case "backupFailed":
+        // An alert (docs/operations.md, "Monitoring"): the daemon retries a scheduled one later.
+        return {
+          ...base,
+          key: `backupFailed:${ev.project}`,
+          kind: "alert",
+          severity: "error",
+          message: `${ev.scheduled ? "scheduled backup" : "backup"} failed: ${ev.error}`,
+        };
       case "configRejected":
         return {
           ...base,

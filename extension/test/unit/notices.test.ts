@@ -106,3 +106,28 @@ test("names are listed readably", () => {
   assert.equal(listNames(["a", "b", "a", "c"]), "a, b and c");
   assert.equal(listNames(["a", "b", "c", "d", "e", "f"]), "a, b, c, d and 2 more");
 });
+
+test("backups: a scheduled one says it is done (info), one with problems warns, a failure is an error", () => {
+  const t = new NoticeTracker();
+  const made = { kind: "backupCompleted", id: "20261125T080000Z", files: 3, totalBytes: 5 * 1024 * 1024, newBytes: 2048, durationMs: 2300 };
+  // A manual backup (the CLI printed its result) that went fine: nothing to say here.
+  assert.equal(t.onEvent(ev({ ...made, scheduled: false, problems: [] })), undefined);
+  const sched = t.onEvent(ev({ ...made, project: "", projectName: "", scheduled: true }));
+  assert.deepEqual(
+    { kind: sched?.kind, severity: sched?.severity, message: sched?.message },
+    { kind: "job", severity: "info", message: "scheduled backup 20261125T080000Z made: 3 files, 5.0 MiB (2.0 KiB new) in 2.3 s" },
+  );
+  const partial = t.onEvent(ev({ ...made, scheduled: false, problems: ["hook of db: exited with status 1"] }));
+  assert.equal(partial?.severity, "warning");
+  assert.equal(partial?.message, "backup 20261125T080000Z made with 1 problem: hook of db: exited with status 1");
+  const failed = t.onEvent(ev({ kind: "backupFailed", project: "", projectName: "", scheduled: true, error: "/x/backups: Not a directory" }));
+  assert.deepEqual(
+    { kind: failed?.kind, severity: failed?.severity, message: failed?.message, module: failed?.module },
+    { kind: "alert", severity: "error", message: "scheduled backup failed: /x/backups: Not a directory", module: undefined },
+  );
+  // Through the coalescer: the failure is shown even with minSeverity "error"; the info one is not.
+  const c = new Coalescer({ windowMs: 150, cooldownMs: 30_000, minSeverity: "error" });
+  assert.equal(c.push(sched as Notice, 0), undefined);
+  assert.equal(c.push(failed as Notice, 0), 150);
+  assert.deepEqual(c.flush(150).map((b) => b.message), ["scheduled backup failed: /x/backups: Not a directory"]);
+});
