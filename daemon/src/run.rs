@@ -8,7 +8,7 @@ use std::time::Duration;
 use steward_framework::config::{self, LoadOptions};
 use steward_framework::core::Input;
 use steward_framework::engine::{self, EngineOptions, Snapshot};
-use steward_framework::lifecycle::{EventKind, Health, LogLine, State, Stream};
+use steward_framework::lifecycle::{EventKind, Health, LogChunk, State, Stream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -53,7 +53,8 @@ async fn run_async(args: RunArgs) -> ExitCode {
     let color = std::io::stdout().is_terminal();
     let names: Vec<String> = stack.modules.keys().cloned().collect();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(4).max(7);
-    let (log_tx, log_rx) = mpsc::channel::<LogLine>(4096);
+    // Chunks of whole lines, one per read of a pipe (up to 64 KiB each): 64 of them bound what waits here.
+    let (log_tx, log_rx) = mpsc::channel::<LogChunk>(64);
     let printer = tokio::spawn(print_logs(log_rx, width, color, args.quiet));
     let handle = engine::start(
         stack,
@@ -73,17 +74,17 @@ async fn run_async(args: RunArgs) -> ExitCode {
 
     // Announce once when everything is up, with the table.
     let ready_handle = handle.clone();
+    // Test hook: prove that a panic leaves no module process behind. With the variable set, SIGUSR1 makes the
+    // task below panic (the test sends it once it has seen the table and recorded the modules' process
+    // groups). The handler is installed before the table is printed, so the signal cannot come first.
+    let usr1 = std::env::var_os("STEWARD_DEBUG_PANIC_ON_USR1").and_then(|_| signal(SignalKind::user_defined1()).ok());
     let mut ready = tokio::spawn(async move {
         if let Ok(s) = ready_handle.wait_for(Duration::from_secs(3600), all_ready).await {
             print_table(&s);
         }
-        // Test hook: prove that a panic leaves no module process behind. With the variable set, SIGUSR1
-        // makes this task panic (the test sends it once it has recorded the modules' process groups).
-        if std::env::var_os("STEWARD_DEBUG_PANIC_ON_USR1").is_some() {
-            if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
-                usr1.recv().await;
-                panic!("STEWARD_DEBUG_PANIC_ON_USR1");
-            }
+        if let Some(mut usr1) = usr1 {
+            usr1.recv().await;
+            panic!("STEWARD_DEBUG_PANIC_ON_USR1");
         }
         std::future::pending::<()>().await;
     });
@@ -134,22 +135,25 @@ fn paint(text: &str, code: &str, color: bool) -> String {
     if color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
 }
 
-async fn print_logs(mut rx: mpsc::Receiver<LogLine>, width: usize, color: bool, quiet: bool) {
-    let mut palette: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
-    while let Some(line) = rx.recv().await {
+async fn print_logs(mut rx: mpsc::Receiver<LogChunk>, width: usize, color: bool, quiet: bool) {
+    let mut palette: std::collections::HashMap<std::sync::Arc<str>, &str> = std::collections::HashMap::new();
+    while let Some(chunk) = rx.recv().await {
         if quiet {
             continue;
         }
         let n = palette.len();
-        let c = *palette.entry(line.module.clone()).or_insert(COLORS[n % COLORS.len()]);
+        let c = *palette.entry(chunk.module.clone()).or_insert(COLORS[n % COLORS.len()]);
         let mut out = std::io::stdout().lock();
-        let prefix = paint(&format!("{:<width$} |", line.module), c, color);
-        let text = String::from_utf8_lossy(&line.bytes);
-        let marker = if line.truncated { " …[truncated]" } else { "" };
-        let text = if line.stream == Stream::Stderr && color { paint(&text, "2", false) } else { text.into_owned() };
-        // A closed stdout (e.g. `| head`) is not an error worth dying over.
-        if writeln!(out, "{prefix} {text}{marker}").is_err() {
-            continue;
+        let prefix = paint(&format!("{:<width$} |", chunk.module), c, color);
+        for (bytes, truncated) in chunk.lines() {
+            let text = String::from_utf8_lossy(bytes);
+            let marker = if truncated { " …[truncated]" } else { "" };
+            let text =
+                if chunk.stream == Stream::Stderr && color { paint(&text, "2", false) } else { text.into_owned() };
+            // A closed stdout (e.g. `| head`) is not an error worth dying over.
+            if writeln!(out, "{prefix} {text}{marker}").is_err() {
+                break;
+            }
         }
         if rx.is_empty() {
             let _ = out.flush();

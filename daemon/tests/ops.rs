@@ -480,7 +480,7 @@ fn diag_report_never_contains_a_secret() {
     // log masking cannot know it), so the archive test below means something.
     wait_until(Duration::from_secs(20), "the token line in the store", || {
         let c = rusqlite::Connection::open(h.store()).unwrap();
-        c.query_row("SELECT count(*) FROM logs WHERE text LIKE ?1", [format!("%{SECRET_TOKEN}%")], |r| {
+        c.query_row("SELECT count(*) FROM log_blocks WHERE text LIKE ?1", [format!("%{SECRET_TOKEN}%")], |r| {
             r.get::<_, i64>(0)
         })
         .unwrap()

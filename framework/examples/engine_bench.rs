@@ -34,7 +34,7 @@ use serde::Serialize;
 use steward_framework::config::{self, LoadOptions, ModuleSpec, Stack};
 use steward_framework::core::Input;
 use steward_framework::engine::{self, EngineHandle, EngineOptions};
-use steward_framework::lifecycle::{Event, EventKind, LogLine};
+use steward_framework::lifecycle::{Event, EventKind, LogChunk, LogLine};
 use steward_framework::process;
 use tokio::sync::{broadcast, mpsc};
 
@@ -360,7 +360,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn start(mut events: broadcast::Receiver<Event>, mut logs: mpsc::Receiver<LogLine>) -> Recorder {
+    fn start(mut events: broadcast::Receiver<Event>, mut logs: mpsc::Receiver<LogChunk>) -> Recorder {
         let rec = Recorder { events: Arc::default(), logs: Arc::default() };
         let ev = rec.events.clone();
         std::thread::spawn(move || {
@@ -377,9 +377,9 @@ impl Recorder {
         });
         let lg = rec.logs.clone();
         std::thread::spawn(move || {
-            while let Some(line) = logs.blocking_recv() {
+            while let Some(chunk) = logs.blocking_recv() {
                 let t = mono_ns();
-                lock(&lg).push((t, line));
+                lock(&lg).extend(chunk.to_lines().into_iter().map(|line| (t, line)));
             }
         });
         rec
@@ -387,7 +387,7 @@ impl Recorder {
 }
 
 fn start_engine(stack: Stack) -> (EngineHandle, Recorder) {
-    let (log_tx, log_rx) = mpsc::channel::<LogLine>(4096);
+    let (log_tx, log_rx) = mpsc::channel::<LogChunk>(64);
     let opts = EngineOptions {
         logs: log_tx,
         watch: false,
@@ -547,7 +547,7 @@ async fn respawn_engine(stack_path: &Path, n: usize) -> R<(Vec<f64>, Vec<f64>, B
 
 /// The process layer alone: `process::spawn` + `ChildHandle::wait` in a loop, no engine, no core.
 async fn respawn_process_layer(spec: &ModuleSpec, n: usize) -> R<(Vec<f64>, Vec<f64>)> {
-    let (tx, mut rx) = mpsc::channel::<LogLine>(4096);
+    let (tx, mut rx) = mpsc::channel::<LogChunk>(64);
     let mut reports = Vec::new();
     let mut spawn_calls = Vec::new();
     for run in 0..(WARMUP + n + 1) as u64 {
@@ -560,8 +560,10 @@ async fn respawn_process_layer(spec: &ModuleSpec, n: usize) -> R<(Vec<f64>, Vec<
         }
         child.wait().await;
         // The exit is published after the pipe readers finished, so the line is already in the channel.
-        let line = rx.try_recv().map_err(|_| "process layer: child printed nothing".to_string())?;
-        reports.push(parse_crash(&String::from_utf8_lossy(&line.bytes)).ok_or("process layer: bad report")?);
+        let chunk = rx.try_recv().map_err(|_| "process layer: child printed nothing".to_string())?;
+        let line =
+            chunk.lines().next().map(|(bytes, _)| String::from_utf8_lossy(bytes).into_owned()).unwrap_or_default();
+        reports.push(parse_crash(&line).ok_or("process layer: bad report")?);
     }
     Ok((gaps(&reports, WARMUP, n), spawn_calls))
 }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use steward_framework::lifecycle::{LogLine, Stream};
+use steward_framework::lifecycle::{LogChunk, Stream, now_ms};
 use steward_framework::store::{Kind, NoteInput, RetentionPolicy, SearchQuery, Store, StoreOptions};
 
 struct Args {
@@ -252,18 +252,18 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let project: Arc<str> = Arc::from("bench");
     let (rss_before, _) = rss_kib();
     let t0 = Instant::now();
+    // Chunks of up to 64 KiB, as the daemon's capture hands them over (one per read of a module's pipe).
     let producer = std::thread::spawn(move || -> Result<(), String> {
+        let module: Arc<str> = Arc::from("api");
+        let mut chunk = LogChunk::new(module.clone(), 1, Stream::Stdout, now_ms());
         for l in lines {
-            let line = LogLine {
-                module: "api".into(),
-                run: 1,
-                stream: Stream::Stdout,
-                bytes: l.into_bytes(),
-                truncated: false,
-            };
-            sink.send(&project, line).map_err(|e| e.to_string())?;
+            if chunk.data().len() + l.len() >= 64 * 1024 {
+                sink.send_chunk(&project, &chunk).map_err(|e| e.to_string())?;
+                chunk = LogChunk::new(module.clone(), 1, Stream::Stdout, now_ms());
+            }
+            chunk.push(l.as_bytes(), false);
         }
-        Ok(())
+        sink.send_chunk(&project, &chunk).map_err(|e| e.to_string())
     });
     producer.join().map_err(|_| "producer panicked")??;
     let queued = t0.elapsed();

@@ -4,6 +4,7 @@
 //! and Backoff between a failure and the next start. `transition` is the only place that decides whether a
 //! move is legal; the engine's core calls it for every change and turns each accepted move into an [`Event`].
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -228,6 +229,105 @@ pub struct LogLine {
     pub truncated: bool,
 }
 
+/// The lines of a module's output that one read of its pipe completed: the unit that flows from the capture
+/// to the store and to printers. One allocation and one channel message per read instead of per line is what
+/// lets a flooding module be ingested at pipe speed.
+///
+/// The lines are kept back to back, each followed by `\n`; a line never contains `\n` itself (it is what
+/// separates lines), and the capture has already removed a `\r` before the newline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    /// Module name.
+    pub module: Arc<str>,
+    /// Run id.
+    pub run: RunId,
+    /// Which pipe.
+    pub stream: Stream,
+    /// When the bytes were read (ms since the Unix epoch): the capture time of every line in the chunk.
+    pub at_ms: u64,
+    data: Vec<u8>,
+    /// Indices of the lines the capture cut at its length limit, ascending (almost always empty).
+    truncated: Vec<u32>,
+    lines: u32,
+}
+
+impl LogChunk {
+    /// An empty chunk.
+    pub fn new(module: Arc<str>, run: RunId, stream: Stream, at_ms: u64) -> LogChunk {
+        LogChunk { module, run, stream, at_ms, data: Vec::new(), truncated: Vec::new(), lines: 0 }
+    }
+
+    /// A chunk of one line.
+    pub fn from_line(line: &LogLine, at_ms: u64) -> LogChunk {
+        let mut c = LogChunk::new(Arc::from(line.module.as_str()), line.run, line.stream, at_ms);
+        c.push(&line.bytes, line.truncated);
+        c
+    }
+
+    /// Appends a line (its bytes without the newline). A `\n` inside `line` would split it in two, so the
+    /// capture never passes one.
+    pub fn push(&mut self, line: &[u8], truncated: bool) {
+        if self.data.capacity() == 0 {
+            self.data.reserve(line.len() + 1);
+        }
+        for part in line.split(|&b| b == b'\n') {
+            if truncated {
+                self.truncated.push(self.lines);
+            }
+            self.data.extend_from_slice(part);
+            self.data.push(b'\n');
+            self.lines += 1;
+        }
+    }
+
+    /// Number of lines.
+    pub fn len(&self) -> usize {
+        self.lines as usize
+    }
+
+    /// True when the chunk holds no line.
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0
+    }
+
+    /// The lines back to back, each followed by `\n`.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Indices of the lines the capture cut, ascending.
+    pub fn truncated(&self) -> &[u32] {
+        &self.truncated
+    }
+
+    /// Each line's bytes and whether the capture cut it.
+    pub fn lines(&self) -> impl Iterator<Item = (&[u8], bool)> + '_ {
+        let mut cut = self.truncated.iter().copied().peekable();
+        self.data.strip_suffix(b"\n").unwrap_or(&self.data).split(|&b| b == b'\n').take(self.len()).enumerate().map(
+            move |(i, line)| {
+                let t = cut.peek() == Some(&(i as u32));
+                if t {
+                    cut.next();
+                }
+                (line, t)
+            },
+        )
+    }
+
+    /// The lines as separate [`LogLine`]s (for printers and tests; the store takes chunks whole).
+    pub fn to_lines(&self) -> Vec<LogLine> {
+        self.lines()
+            .map(|(bytes, truncated)| LogLine {
+                module: self.module.to_string(),
+                run: self.run,
+                stream: self.stream,
+                bytes: bytes.to_vec(),
+                truncated,
+            })
+            .collect()
+    }
+}
+
 /// Output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -252,6 +352,26 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_keep_lines_empty_lines_and_cut_flags() {
+        let mut c = LogChunk::new(Arc::from("m"), 3, Stream::Stderr, 7);
+        assert!(c.is_empty() && c.lines().next().is_none());
+        c.push(b"one", false);
+        c.push(b"", false);
+        c.push(b"cut", true);
+        c.push(b"a\nb", false); // a newline inside splits
+        let lines: Vec<(&[u8], bool)> = c.lines().collect();
+        assert_eq!(
+            lines,
+            vec![(&b"one"[..], false), (&b""[..], false), (&b"cut"[..], true), (&b"a"[..], false), (&b"b"[..], false)]
+        );
+        assert_eq!((c.len(), c.data(), c.truncated()), (5, &b"one\n\ncut\na\nb\n"[..], &[2u32][..]));
+        let ll = c.to_lines();
+        assert_eq!((ll[2].module.as_str(), ll[2].run, ll[2].stream, ll[2].truncated), ("m", 3, Stream::Stderr, true));
+        let one = LogChunk::from_line(&ll[0], 9);
+        assert_eq!((one.len(), one.at_ms, one.data()), (1, 9, &b"one\n"[..]));
+    }
 
     #[test]
     fn legal_and_illegal_moves() {

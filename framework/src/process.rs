@@ -1,5 +1,5 @@
 //! The edge that touches real processes: spawning a module as its own process group, capturing its output
-//! line by line, signalling and reaping the whole group, and measuring the memory of a module's tree.
+//! in chunks of whole lines, signalling and reaping the whole group, and measuring the memory of a module's tree.
 //!
 //! The engine's core never does I/O; it decides, and calls these functions to act.
 //!
@@ -30,13 +30,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::ModuleSpec;
-use crate::lifecycle::{LogLine, RunId, Stream};
+use crate::lifecycle::{LogChunk, RunId, Stream, now_ms};
 
 /// Longest captured line, in bytes. Longer lines are cut here and marked `truncated`.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// Size of the read buffer of each pipe reader.
-const READ_CHUNK: usize = 16 * 1024;
+/// Size of the read buffer of each pipe reader: a whole pipe's worth (Linux pipes hold 64 KiB), so a flooding
+/// module's output is taken in as few reads (and chunks) as possible.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// How often leftover group members are looked for while waiting for them to go.
 const GROUP_POLL: Duration = Duration::from_millis(25);
@@ -65,8 +66,9 @@ pub struct SpawnOptions<'a> {
     pub spec: &'a ModuleSpec,
     /// Run id, stamped on every captured line and exported as `STEWARD_RUN`.
     pub run: RunId,
-    /// Where captured lines go. Sending awaits, so a full channel slows down this child only.
-    pub logs: mpsc::Sender<LogLine>,
+    /// Where captured lines go, one chunk per read of a pipe. Sending awaits, so a full channel slows down
+    /// this child only.
+    pub logs: mpsc::Sender<LogChunk>,
 }
 
 /// Why a module could not be started. Messages name the module and say what to fix.
@@ -311,11 +313,12 @@ pub async fn spawn(opts: SpawnOptions<'_>) -> Result<ChildHandle, SpawnError> {
     register_group(pid);
 
     let mut readers = Vec::with_capacity(2);
+    let name: Arc<str> = Arc::from(module.as_str());
     if let Some(out) = child.stdout.take() {
-        readers.push(tokio::spawn(capture(out, module.clone(), opts.run, Stream::Stdout, opts.logs.clone())));
+        readers.push(tokio::spawn(capture(out, name.clone(), opts.run, Stream::Stdout, opts.logs.clone())));
     }
     if let Some(err) = child.stderr.take() {
-        readers.push(tokio::spawn(capture(err, module.clone(), opts.run, Stream::Stderr, opts.logs)));
+        readers.push(tokio::spawn(capture(err, name, opts.run, Stream::Stderr, opts.logs)));
     }
 
     let group = Arc::new(Group { pgid: pid, finished: Mutex::new(false) });
@@ -509,14 +512,15 @@ async fn clear_group(group: &Group, stop_signal: i32, stop_timeout: Duration) ->
     }
 }
 
-/// Reads one pipe to EOF, forwarding lines. Ends quietly on EOF or a read error; when the receiver is gone
-/// it keeps draining (and discarding) so the child never blocks on a full pipe.
+/// Reads one pipe to EOF, forwarding the lines each read completes as one [`LogChunk`]. Ends quietly on EOF
+/// or a read error; when the receiver is gone it keeps draining (and discarding) so the child never blocks
+/// on a full pipe.
 async fn capture<R: AsyncRead + Unpin>(
     mut pipe: R,
-    module: String,
+    module: Arc<str>,
     run: RunId,
     stream: Stream,
-    logs: mpsc::Sender<LogLine>,
+    logs: mpsc::Sender<LogChunk>,
 ) {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut lines = LineSplitter::default();
@@ -529,26 +533,27 @@ async fn capture<R: AsyncRead + Unpin>(
         if receiver_gone {
             continue;
         }
-        let mut rest = &buf[..n];
-        while let Some((bytes, truncated)) = lines.next_line(&mut rest) {
-            let line = LogLine { module: module.clone(), run, stream, bytes, truncated };
-            if logs.send(line).await.is_err() {
-                receiver_gone = true;
-                break;
-            }
+        let mut chunk = LogChunk::new(module.clone(), run, stream, now_ms());
+        lines.feed(&buf[..n], &mut chunk);
+        if !chunk.is_empty() && logs.send(chunk).await.is_err() {
+            receiver_gone = true;
         }
     }
     if !receiver_gone {
-        if let Some((bytes, truncated)) = lines.finish() {
-            let _ = logs.send(LogLine { module, run, stream, bytes, truncated }).await;
+        let mut chunk = LogChunk::new(module, run, stream, now_ms());
+        lines.finish(&mut chunk);
+        if !chunk.is_empty() {
+            let _ = logs.send(chunk).await;
         }
     }
 }
 
 /// Splits a byte stream into lines of at most [`MAX_LINE`] bytes without ever holding more than
-/// `MAX_LINE + 1` bytes (the extra byte lets a `\r` before `\n` be told apart from real overflow).
+/// `MAX_LINE + 1` bytes of a partial line (the extra byte lets a `\r` before `\n` be told apart from real
+/// overflow). Lines that a read holds whole go straight into the chunk without being buffered.
 #[derive(Default)]
 struct LineSplitter {
+    /// The start of a line whose newline has not been read yet.
     line: Vec<u8>,
     /// The current line went past the buffer; the rest of it is being dropped.
     overflow: bool,
@@ -557,32 +562,47 @@ struct LineSplitter {
 impl LineSplitter {
     const CAP: usize = MAX_LINE + 1;
 
-    /// Consumes bytes from `rest` until a line is complete (returned) or `rest` is empty (None).
-    fn next_line(&mut self, rest: &mut &[u8]) -> Option<(Vec<u8>, bool)> {
-        if rest.is_empty() {
-            return None;
-        }
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                self.append(&rest[..i]);
-                *rest = &rest[i + 1..];
-                Some(self.take())
+    /// Adds every line that `bytes` completes to `out`, and keeps the incomplete rest.
+    fn feed(&mut self, bytes: &[u8], out: &mut LogChunk) {
+        let mut rest = bytes;
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            let seg = &rest[..i];
+            if self.line.is_empty() && !self.overflow {
+                let (line, cut) = Self::bound(seg, false);
+                out.push(line, cut);
+            } else {
+                self.append(seg);
+                let (line, cut) = Self::bound(&self.line, self.overflow);
+                out.push(line, cut);
+                self.line.clear();
+                self.overflow = false;
             }
-            None => {
-                self.append(rest);
-                *rest = &[];
-                None
-            }
+            rest = &rest[i + 1..];
         }
+        self.append(rest);
     }
 
     /// The last line, if the stream ended without a newline.
-    fn finish(&mut self) -> Option<(Vec<u8>, bool)> {
-        (!self.line.is_empty() || self.overflow).then(|| self.take())
+    fn finish(&mut self, out: &mut LogChunk) {
+        if !self.line.is_empty() || self.overflow {
+            let (line, cut) = Self::bound(&self.line, self.overflow);
+            out.push(line, cut);
+        }
+        self.line = Vec::new();
+        self.overflow = false;
+    }
+
+    /// A complete line as stored: a `\r` before the newline dropped, cut to [`MAX_LINE`] (`true` when cut).
+    fn bound(line: &[u8], overflow: bool) -> (&[u8], bool) {
+        if overflow || line.len() > Self::CAP {
+            return (&line[..line.len().min(MAX_LINE)], true);
+        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > MAX_LINE { (&line[..MAX_LINE], true) } else { (line, false) }
     }
 
     fn append(&mut self, bytes: &[u8]) {
-        if self.overflow {
+        if self.overflow || bytes.is_empty() {
             return;
         }
         let room = Self::CAP - self.line.len();
@@ -596,19 +616,6 @@ impl LineSplitter {
         if keep < bytes.len() {
             self.overflow = true;
         }
-    }
-
-    fn take(&mut self) -> (Vec<u8>, bool) {
-        let mut line = std::mem::take(&mut self.line);
-        let mut truncated = std::mem::take(&mut self.overflow);
-        if !truncated && line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        if line.len() > MAX_LINE {
-            line.truncate(MAX_LINE);
-            truncated = true;
-        }
-        (line, truncated)
     }
 }
 
@@ -946,15 +953,12 @@ mod tests {
 
     fn split_all(chunks: &[&[u8]]) -> Vec<(Vec<u8>, bool)> {
         let mut s = LineSplitter::default();
-        let mut out = Vec::new();
+        let mut out = LogChunk::new(Arc::from("m"), 1, Stream::Stdout, 0);
         for chunk in chunks {
-            let mut rest = *chunk;
-            while let Some(line) = s.next_line(&mut rest) {
-                out.push(line);
-            }
+            s.feed(chunk, &mut out);
         }
-        out.extend(s.finish());
-        out
+        s.finish(&mut out);
+        out.lines().map(|(l, t)| (l.to_vec(), t)).collect()
     }
 
     #[test]
@@ -994,9 +998,10 @@ mod tests {
     fn buffer_never_exceeds_cap() {
         let mut s = LineSplitter::default();
         let chunk = vec![b'q'; 10_000];
+        let mut out = LogChunk::new(Arc::from("m"), 1, Stream::Stdout, 0);
         for _ in 0..100 {
-            let mut rest = &chunk[..];
-            assert!(s.next_line(&mut rest).is_none());
+            s.feed(&chunk, &mut out);
+            assert!(out.is_empty());
             assert!(s.line.capacity() <= LineSplitter::CAP);
         }
     }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use steward_framework::config::{self, LoadOptions, Stack};
 use steward_framework::core::{Input, ModuleStatus};
 use steward_framework::engine::{self, EngineHandle, EngineOptions, Snapshot};
-use steward_framework::lifecycle::{Event, EventKind, Health, LogLine, RunId, State, Transition};
+use steward_framework::lifecycle::{Event, EventKind, Health, LogChunk, LogLine, RunId, State, Transition};
 use steward_framework::process::{self, MAX_LINE};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -99,7 +99,7 @@ impl Harness {
         std::fs::write(&file, toml).expect("write stack file");
         let stack = load(&file, None).unwrap_or_else(|e| panic!("stack file does not load:\n{e}\n{toml}"));
 
-        let (log_tx, mut log_rx) = mpsc::channel::<LogLine>(256);
+        let (log_tx, mut log_rx) = mpsc::channel::<LogChunk>(64);
         let handle = engine::start(
             stack,
             EngineOptions {
@@ -128,8 +128,8 @@ impl Harness {
         });
         let (rec, t) = (record.clone(), tick_tx);
         tokio::spawn(async move {
-            while let Some(line) = log_rx.recv().await {
-                rec.lock().unwrap().logs.push(line);
+            while let Some(chunk) = log_rx.recv().await {
+                rec.lock().unwrap().logs.extend(chunk.to_lines());
                 t.send_modify(|n| *n += 1);
             }
         });
@@ -744,9 +744,12 @@ stop = { timeout = "300ms" }
     let end = h.events().iter().find_map(|e| ended(e, "slow")).unwrap();
     assert_eq!(end.signal, Some(libc::SIGKILL), "it ignores SIGTERM");
 
-    // Restart, then Stop while it is stopping: the module must stay stopped.
-    let logs = h.logs().len();
-    h.log_line(logs.saturating_sub(1), "slow", "ready").await;
+    // Restart, then Stop while it is stopping: the module must stay stopped. (Wait for the second run's own
+    // "ready": before it, its trap is not set and the restart's SIGTERM would end it at once.)
+    h.until("the second run to print \"ready\"", |r| {
+        r.logs.iter().find(|l| l.module == "slow" && l.run == second && l.bytes == b"ready").cloned()
+    })
+    .await;
     let from = h.events().len();
     h.send(Input::Restart("slow".into()));
     h.event(from, "slow stopping", |e| moved_to(e, "slow", "stopping").is_some()).await;

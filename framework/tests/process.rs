@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use steward_framework::config::{Limits, ModuleSpec, Origin, RestartSpec, StopSpec};
-use steward_framework::lifecycle::{LogLine, Stream};
+use steward_framework::lifecycle::{LogChunk, LogLine, Stream};
 use steward_framework::process::{
     ChildHandle, ExitInfo, MAX_LINE, ProcTable, ProcWatch, SpawnError, SpawnOptions, group_members, spawn,
     tree_rss_bytes,
@@ -38,10 +38,28 @@ fn spec(run: &str, cwd: &Path) -> ModuleSpec {
     }
 }
 
-async fn start(spec: &ModuleSpec, capacity: usize) -> (ChildHandle, mpsc::Receiver<LogLine>) {
+/// The capture's chunks, handed out line by line.
+struct LineRx {
+    rx: mpsc::Receiver<LogChunk>,
+    buf: std::collections::VecDeque<LogLine>,
+}
+
+impl LineRx {
+    async fn recv(&mut self) -> Option<LogLine> {
+        loop {
+            if let Some(l) = self.buf.pop_front() {
+                return Some(l);
+            }
+            let chunk = self.rx.recv().await?;
+            self.buf.extend(chunk.to_lines());
+        }
+    }
+}
+
+async fn start(spec: &ModuleSpec, capacity: usize) -> (ChildHandle, LineRx) {
     let (tx, rx) = mpsc::channel(capacity);
     let child = spawn(SpawnOptions { spec, run: RUN, logs: tx }).await.expect("spawn");
-    (child, rx)
+    (child, LineRx { rx, buf: Default::default() })
 }
 
 async fn spawn_err(spec: &ModuleSpec) -> String {
@@ -57,7 +75,7 @@ async fn spawn_err(spec: &ModuleSpec) -> String {
 }
 
 /// Every line until both pipes are closed.
-async fn collect(rx: &mut mpsc::Receiver<LogLine>) -> Vec<LogLine> {
+async fn collect(rx: &mut LineRx) -> Vec<LogLine> {
     let mut lines = Vec::new();
     let all = async {
         while let Some(line) = rx.recv().await {
@@ -68,7 +86,7 @@ async fn collect(rx: &mut mpsc::Receiver<LogLine>) -> Vec<LogLine> {
     lines
 }
 
-async fn next_line(rx: &mut mpsc::Receiver<LogLine>) -> LogLine {
+async fn next_line(rx: &mut LineRx) -> LogLine {
     tokio::time::timeout(DEADLINE, rx.recv()).await.expect("no line in time").expect("output ended")
 }
 

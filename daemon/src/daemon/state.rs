@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde_json::json;
 use steward_framework::config::{self, Diagnostic, LoadOptions};
 use steward_framework::engine::{self, EngineHandle, EngineOptions};
-use steward_framework::lifecycle::{Event, EventKind, LogLine, RunId, State, now_ms};
+use steward_framework::lifecycle::{Event, EventKind, LogChunk, RunId, State, now_ms};
 use steward_framework::store::Store;
 use steward_protocol as p;
 use tokio::sync::{broadcast, mpsc};
@@ -215,7 +215,9 @@ impl DaemonState {
             let (store, id) = (self.store.clone(), id.clone());
             tokio::task::spawn_blocking(move || next_run(&store, &id)).await.unwrap_or(1)
         };
-        let (log_tx, log_rx) = mpsc::channel::<LogLine>(4096);
+        // Chunks of whole lines, one per read of a module's pipe (up to 64 KiB each): 64 of them bound what
+        // waits between the capture and the store.
+        let (log_tx, log_rx) = mpsc::channel::<LogChunk>(64);
         let handle = engine::start(
             stack,
             EngineOptions { logs: log_tx, watch: true, load: load.clone(), first_run, event_capacity: 4096 },
@@ -311,7 +313,7 @@ fn consume_logs(
     rt: tokio::runtime::Handle,
     store: Store,
     project: Arc<str>,
-    mut logs: mpsc::Receiver<LogLine>,
+    mut logs: mpsc::Receiver<LogChunk>,
     mut incidents: mpsc::UnboundedReceiver<Incident>,
 ) {
     let sink = store.log_sink();
@@ -326,9 +328,9 @@ fn consume_logs(
         loop {
             tokio::select! {
                 biased;
-                line = logs.recv() => match line {
-                    Some(line) => {
-                        if let Err(e) = sink.send(&project, line) {
+                chunk = logs.recv() => match chunk {
+                    Some(chunk) => {
+                        if let Err(e) = sink.send_chunk(&project, &chunk) {
                             if !warned {
                                 tracing::error!(project = %project, "log lines are being lost: {e}");
                                 warned = true;

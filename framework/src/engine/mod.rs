@@ -16,14 +16,14 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch as tokio_watch};
 
 use crate::config::{self, Diagnostic, LoadOptions, Stack};
 use crate::core::{Action, Core, Input, ModuleStatus};
-use crate::lifecycle::{Event, EventKind, LogLine, RunId, now_ms};
+use crate::lifecycle::{Event, EventKind, LogChunk, RunId, now_ms};
 use crate::{probe, process};
 
 /// How to run an engine.
 pub struct EngineOptions {
     /// Where captured output goes (a terminal printer, the store's ingester, …). Each child waits on this
     /// channel when it is full — back-pressure on that child only.
-    pub logs: mpsc::Sender<LogLine>,
+    pub logs: mpsc::Sender<LogChunk>,
     /// Watch the stack file, `modules.d/` and modules' `watch` globs, and reload/restart on change.
     pub watch: bool,
     /// Options to reload the stack with (profile, environment).
@@ -169,7 +169,7 @@ struct Actor {
     tx: mpsc::UnboundedSender<Msg>,
     events: broadcast::Sender<Event>,
     snapshot: tokio_watch::Sender<Snapshot>,
-    logs: mpsc::Sender<LogLine>,
+    logs: mpsc::Sender<LogChunk>,
     load: LoadOptions,
     /// Per live run: the channel to its waiter task (stop requests).
     runs: HashMap<RunId, mpsc::UnboundedSender<(i32, Duration)>>,

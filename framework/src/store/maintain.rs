@@ -8,13 +8,15 @@ use crate::lifecycle::now_ms;
 /// What retention would delete now (see [`super::Store::retention_preview`]).
 pub(crate) fn retention_preview(conn: &Connection, policy: RetentionPolicy) -> Result<RetentionReport> {
     let cutoff = now_ms().saturating_sub(policy.max_age.as_millis() as u64) as i64;
-    let logs_by_age: i64 = conn.query_row("SELECT count(*) FROM logs WHERE ts_ms < ?1", [cutoff], |r| r.get(0))?;
+    // Retention deletes whole blocks: a block goes by age when its last line is old.
+    let logs_by_age: i64 =
+        conn.query_row("SELECT coalesce(sum(lines), 0) FROM log_blocks WHERE ts_last < ?1", [cutoff], |r| r.get(0))?;
     let events_by_age: i64 = conn.query_row("SELECT count(*) FROM events WHERE ts_ms < ?1", [cutoff], |r| r.get(0))?;
     let raw_used = super::writer::used_bytes(conn)?;
     let used = raw_used.saturating_sub(super::writer::reclaimable_index_bytes(conn)?);
     let mut logs_by_size = 0u64;
     if used > policy.max_bytes {
-        let rows: i64 = conn.query_row("SELECT count(*) FROM logs", [], |r| r.get(0))?;
+        let rows: i64 = conn.query_row("SELECT coalesce(sum(lines), 0) FROM log_blocks", [], |r| r.get(0))?;
         let rows = rows.max(1) as u64;
         let per_row = (used / rows).max(1);
         logs_by_size = ((used - policy.max_bytes) / per_row + 1).min(rows.saturating_sub(logs_by_age.max(0) as u64));

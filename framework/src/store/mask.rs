@@ -73,6 +73,22 @@ pub fn mask_line<'a>(line: &'a str, pem: &mut PemState) -> Cow<'a, str> {
     apply(line, ranges)
 }
 
+/// Start offsets of places in `text` where a masking rule of [`mask_line`] could apply, ascending: every
+/// line that `mask_line` would change (outside a private key block) holds at least one of them. They are the
+/// words the rules need — a secret key's tail (`pass`, `pwd`, `secret`, `token`, `key`, `credential`,
+/// `auth`), `bearer`, `://`, `AKIA`/`ASIA` and `-----BEGIN` — found case-insensitively by one SIMD
+/// multi-pattern scan, so a chunk of ordinary lines costs one pass. None if the scanner cannot be built
+/// (then every line must be masked the slow way).
+pub(crate) fn trigger_positions(text: &str) -> Option<impl Iterator<Item = usize> + '_> {
+    static SCANNER: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>> = std::sync::OnceLock::new();
+    const TRIGGERS: &[&str] =
+        &["pass", "pwd", "secret", "token", "key", "credential", "auth", "bearer", "://", "akia", "asia", "-----begin"];
+    let scanner = SCANNER
+        .get_or_init(|| aho_corasick::AhoCorasick::builder().ascii_case_insensitive(true).build(TRIGGERS).ok())
+        .as_ref()?;
+    Some(scanner.find_iter(text).map(|m| m.start()))
+}
+
 /// Masks a multi-line text (a note, an event): each line in turn with one fresh PEM state.
 pub fn mask_text(text: &str) -> Cow<'_, str> {
     let mut pem = PemState::default();

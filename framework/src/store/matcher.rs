@@ -2,9 +2,10 @@
 //! the in-process matcher used on log rows that are committed but not yet in the FTS index (the "tail", see
 //! the module docs of [`super`]).
 //!
-//! The matcher mirrors FTS5's `unicode61` tokenizer: tokens are runs of letters and digits, compared
-//! case-insensitively. (It does not fold diacritics as `remove_diacritics 2` does: a search for `cafe`
-//! finds `café` only once the row is indexed, a few seconds at most.)
+//! The matcher mirrors FTS5's `unicode61 remove_diacritics 2` tokenizer: tokens are runs of letters and
+//! digits, compared case-insensitively, with the diacritics of Latin letters removed (`cafe` finds `café`).
+//! It decides which lines match: the full-text index only narrows a search down to blocks that may hold
+//! them, so the tail and the indexed part of the store answer alike.
 
 /// One user term: a word or a quoted phrase, split into lowercase tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,18 +72,44 @@ pub(crate) fn tokens(text: &str) -> impl Iterator<Item = (usize, usize, String)>
             }
             let mut end = start + c.len_utf8();
             let mut tok = String::new();
-            tok.extend(c.to_lowercase());
+            tok.extend(c.to_lowercase().map(fold));
             while let Some(&(i, c)) = it.peek() {
                 if !c.is_alphanumeric() {
                     break;
                 }
-                tok.extend(c.to_lowercase());
+                tok.extend(c.to_lowercase().map(fold));
                 end = i + c.len_utf8();
                 it.next();
             }
             return Some((start, end, tok));
         }
     })
+}
+
+/// The Latin letters U+00C0–U+024F with their diacritics removed (by canonical decomposition; letters
+/// without one map to themselves), lowercase where folded.
+const FOLDED: [&str; 10] = [
+    "aaaaaaÆceeeeiiiiÐnooooo×ØuuuuyÞßaaaaaaæc",
+    "eeeeiiiiðnooooo÷øuuuuyþyaaaaaaccccccccdd",
+    "ĐđeeeeeeeeeegggggggghhĦħiiiiiiiiiıĲĳjjkk",
+    "ĸllllllĿŀŁłnnnnnnŉŊŋooooooŒœrrrrrrssssss",
+    "ssttttŦŧuuuuuuuuuuuuwwyyyzzzzzzſƀƁƂƃƄƅƆƇ",
+    "ƈƉƊƋƌƍƎƏƐƑƒƓƔƕƖƗƘƙƚƛƜƝƞƟooƢƣƤƥƦƧƨƩƪƫƬƭƮu",
+    "uƱƲƳƴƵƶƷƸƹƺƻƼƽƾƿǀǁǂǃǄǅǆǇǈǉǊǋǌaaiioouuuuu",
+    "uuuuuǝaaaaǢǣǤǥggkkooooǮǯjǱǲǳggǶǷnnaaǼǽǾǿ",
+    "aaaaeeeeiiiioooorrrruuuussttȜȝhhȠȡȢȣȤȥaa",
+    "eeooooooooyyȴȵȶȷȸȹȺȻȼȽȾȿɀɁɂɃɄɅɆɇɈɉɊɋɌɍɎɏ",
+];
+
+/// `c` without its diacritic, for the Latin letters that have one; anything else unchanged.
+fn fold(c: char) -> char {
+    static TABLE: std::sync::OnceLock<Vec<char>> = std::sync::OnceLock::new();
+    let cp = c as u32;
+    if !(0xC0..0x250).contains(&cp) {
+        return c;
+    }
+    let table = TABLE.get_or_init(|| FOLDED.iter().flat_map(|s| s.chars()).collect());
+    table.get((cp - 0xC0) as usize).copied().unwrap_or(c)
 }
 
 /// All terms of a search, ready to test rows.
@@ -108,27 +135,6 @@ impl Matcher {
 
     pub(crate) fn terms(&self) -> &[Term] {
         &self.terms
-    }
-
-    /// `LIKE` patterns that every matching row satisfies (ASCII tokens only, since `LIKE` folds ASCII
-    /// case only): a cheap pre-filter in SQL before [`Matcher::find`] decides.
-    pub(crate) fn like_patterns(&self) -> Vec<String> {
-        self.terms
-            .iter()
-            .filter_map(|t| t.tokens.iter().filter(|s| s.is_ascii()).max_by_key(|s| s.len()))
-            .map(|tok| {
-                let mut p = String::with_capacity(tok.len() + 2);
-                p.push('%');
-                for c in tok.chars() {
-                    if matches!(c, '%' | '_' | '\\') {
-                        p.push('\\');
-                    }
-                    p.push(c);
-                }
-                p.push('%');
-                p
-            })
-            .collect()
     }
 
     /// Some(found) when every term occurs in `text` (phrases as consecutive tokens).
@@ -238,13 +244,16 @@ mod tests {
             ("a:b", "key a=b here", true),
             ("upstream missing", "upstream Timeout", false),
             ("ÉCOLE", "école fermée", true),
+            ("ecole", "ÉCOLE fermée", true),
+            ("fermee", "école fermée", true),
+            ("ǘ", "u", true),
+            ("ø", "o", false), // no canonical decomposition: not folded
         ];
         for (q, text, want) in cases {
             assert_eq!(Matcher::new(q).unwrap().find(text).is_some(), want, "{q:?} in {text:?}");
         }
         let f = Matcher::new("ab").unwrap().find("ab x ab").unwrap();
         assert_eq!((f.ranges, f.counts, f.doc_tokens), (vec![(0, 2), (5, 7)], vec![2], 3));
-        assert_eq!(Matcher::new("50%_x").unwrap().like_patterns(), vec!["%50%".to_string()]);
     }
 
     #[test]

@@ -1,32 +1,36 @@
 //! The store and the memory: every log line, event, run and note in one SQLite file, searchable.
 //!
 //! # Shape
-//! - [`line`](mod@line) and [`mask`] are pure: bytes → masked, ANSI-stripped, level-tagged text. Unit-tested alone.
+//! - [`line`](mod@line) and [`mask`] are pure: bytes → masked, ANSI-stripped, level-tagged text. `block` is
+//!   the pure layout of stored lines. Unit-tested alone.
+//! - **Log lines are stored in blocks**: the lines one (module, run, stream) printed within one batch are one
+//!   row of `log_blocks` (up to thousands of lines); each line keeps an id of its own. One row and one index
+//!   document per block instead of per line is what lets the store take a flooding module's output at pipe
+//!   speed. Everything outside the store still sees lines.
 //! - One **writer thread** owns the write connection (and an exclusive `<db>.lock`: one writer per file).
 //!   Everything that changes the database goes through one FIFO queue to it: log lines (from
-//!   [`LogSink`]s), events ([`Store::record_event`]), notes, flushes and retention requests. It commits in
-//!   batches (at most [`StoreOptions::batch_rows`] rows or [`StoreOptions::batch_interval`] after the
-//!   batch's first row, whichever comes first).
-//! - **Near-real-time indexing.** Log rows are committed first and moved into the FTS5 index afterwards,
-//!   in bulk steps, whenever the writer has spare time (after a batch that ended by time, or when the queue
-//!   is idle); past [`MAX_UNINDEXED_ROWS`] waiting rows it indexes after every batch, so ingestion slows
-//!   to the indexing rate rather than let the tail grow. Searches and queries read the index for indexed
-//!   rows and *scan* the committed-but-unindexed tail, so a line is searchable the moment `flush()`
-//!   returns. Why: on the 2-core reference machine FTS5 indexes ~100–200k lines/s at best, while committed
-//!   rows reach ~500k lines/s; indexing inline would cap ingestion at the indexing rate.
-//! - The **log index is partitioned** into FTS5 tables of [`StoreOptions::index_part_rows`] rows:
-//!   retention deletes rows and drops whole expired parts, never deleting from FTS5 (which is slow).
-//! - **Retention** runs between batches in steps of at most [`RETENTION_STEP_ROWS`] rows
-//!   ([`RetentionPolicy`]). Notes are never deleted.
+//!   [`LogSink`]s, a chunk at a time), events ([`Store::record_event`]), notes, flushes and retention
+//!   requests. It commits in batches (at most [`StoreOptions::batch_rows`] lines and rows, or
+//!   [`StoreOptions::batch_interval`] after the batch's first message, whichever comes first).
+//! - **Near-real-time indexing.** Blocks are committed first and added to the FTS5 index afterwards, in bulk
+//!   steps, whenever the writer has spare time (after a batch that ended by time, or when the queue is
+//!   idle); past [`MAX_UNINDEXED_ROWS`] waiting lines it indexes after every batch, so ingestion slows to the
+//!   indexing rate rather than let the tail grow. Searches and queries read the index for indexed blocks and
+//!   *scan* the committed-but-unindexed tail (a SIMD pre-filter skips blocks and lines that cannot match),
+//!   so a line is searchable the moment `flush()` returns.
+//! - The **log index is partitioned** into FTS5 tables of about [`StoreOptions::index_part_rows`] lines:
+//!   retention deletes blocks and drops whole expired parts, never deleting from FTS5 (which is slow).
+//! - **Retention** runs between batches in steps of about [`RETENTION_STEP_ROWS`] lines, whole blocks at a
+//!   time ([`RetentionPolicy`]). Notes are never deleted.
 //! - **Reads** use a small pool of their own connections, each query in one read transaction (WAL:
-//!   readers never wait for the writer, and see one consistent snapshot of rows and index watermark), so
+//!   readers never wait for the writer, and see one consistent snapshot of blocks and index watermark), so
 //!   any number of threads may search at once; [`Store`] clones share one writer and one pool, and
 //!   [`Store::open_read_only`] gives other processes a reader.
 //!
 //! # Back-pressure
 //! Log lines are *processed* (decoded, stripped, masked, parsed) on the caller's thread — in the daemon that
-//! is each module's pipe reader, so the work spreads over cores — and then queued. The queue holds at most
-//! [`StoreOptions::queue_lines`] log lines: when it is full, [`LogSink::send`] waits until the writer
+//! is each project's log consumer — a chunk at a time, and then queued. The queue holds about
+//! [`StoreOptions::queue_lines`] log lines: when it is full, [`LogSink::send_chunk`] waits until the writer
 //! catches up. The module's pipe reader therefore stops reading, the pipe fills, and the *module* blocks on
 //! its own writes: back-pressure is per module and nothing is lost. Callers that must never wait use
 //! [`LogSink::try_send`] (a full queue is an error they handle, counted in [`StoreStats::rejected`]).
@@ -36,17 +40,19 @@
 //! `try_send` and retry after a short timer.
 //!
 //! # Time
-//! A log row's `ts_ms` is the capture time, clamped so it never goes below the previous row's: time order
-//! equals id order, which lets time ranges become id ranges (binary search, no time index). After the
-//! clock jumps back, new rows carry the previous time until the clock catches up.
+//! A line's time is its capture time, clamped when its block is written so it never goes below the previous
+//! line's: time order equals id order, which lets time ranges become id ranges (binary search over blocks,
+//! no time index). After the clock jumps back, new lines carry the previous time until the clock catches up.
 //!
 //! # Errors in the writer
-//! An I/O error, a full disk or any SQLite failure rolls the current batch back, adds its rows to
+//! An I/O error, a full disk or any SQLite failure rolls the current batch back, adds its lines and rows to
 //! [`StoreStats::dropped`], records [`StoreStats::last_error`] and goes on with the next batch: the writer
 //! never panics and never stops because of the disk. `flush()` still returns once everything before it was
 //! either committed or counted as dropped. A failed indexing or retention step is retried later.
 
+mod block;
 pub mod line;
+mod logs;
 mod maintain;
 pub mod mask;
 mod matcher;
@@ -63,13 +69,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::lifecycle::{Event, EventKind, LogLine, RunId, Stream, now_ms};
+use crate::lifecycle::{Event, EventKind, LogChunk, LogLine, RunId, Stream, now_ms};
 
 pub use line::{Level, ProcessedLine};
 pub use read::{HIGHLIGHT_END, HIGHLIGHT_START, fts_query};
 
+use block::Lines;
 use mask::PemState;
-use writer::{LogRow, Msg};
+use writer::{LogRows, Msg};
 
 /// Errors of the store. Every error that concerns the file names its path.
 #[derive(Debug, thiserror::Error)]
@@ -170,34 +177,35 @@ impl Default for RetentionPolicy {
     }
 }
 
-/// Largest number of log rows one retention step deletes (one short transaction).
-pub const RETENTION_STEP_ROWS: usize = 10_000;
+/// About the most log lines one retention step deletes (whole blocks, one short transaction).
+pub const RETENTION_STEP_ROWS: usize = 50_000;
 
-/// Log rows moved into the full-text index per indexing step (one transaction, ~0.1 s).
-pub const INDEX_STEP_ROWS: usize = 20_000;
+/// Log lines (whole blocks) added to the full-text index per indexing step (one transaction, ~0.1 s).
+pub const INDEX_STEP_ROWS: usize = 100_000;
 
-/// Above this many unindexed log rows, the writer indexes after every batch, so ingestion slows to the
-/// indexing rate instead of letting the scanned tail grow (searches scan at most this many rows).
-pub const MAX_UNINDEXED_ROWS: usize = 1_000_000;
+/// Above this many unindexed log lines, the writer indexes after every batch, so ingestion slows to the
+/// indexing rate instead of letting the scanned tail grow (searches scan at most about this many lines).
+pub const MAX_UNINDEXED_ROWS: usize = 2_000_000;
 
 /// Tuning of a store; [`Default`] is what the daemon uses.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// History to keep.
     pub retention: RetentionPolicy,
-    /// Log lines the queue holds before [`LogSink::send`] waits (default 65,536 ≈ 15 MB of ~100-byte lines).
+    /// Log lines the queue holds before [`LogSink::send`] waits (default 65,536 ≈ 7 MB of ~100-byte lines;
+    /// a chunk is let in whole when the queue is below the cap).
     pub queue_lines: usize,
-    /// A batch is committed after this many rows… (default 5,000)
+    /// A batch is committed after this many log lines and other rows… (default 50,000)
     pub batch_rows: usize,
     /// …or this long after its first row, whichever comes first (default 50 ms).
     pub batch_interval: Duration,
     /// Hard ceiling on the database file (SQLite `max_page_count`): writes that would grow the file past it
     /// fail as "database or disk is full", exactly like a full disk. None (default) = no ceiling.
     pub hard_max_bytes: Option<u64>,
-    /// Log rows per part of the full-text index (default 200,000, ~17 MB of index for 100-byte lines).
-    /// Smaller parts free space in finer steps; more parts make searches visit more tables.
+    /// Log lines per part of the full-text index (default 500,000; parts end on block boundaries). Smaller
+    /// parts free space in finer steps; more parts make searches visit more tables.
     pub index_part_rows: usize,
-    /// How long committed log rows may wait before the writer indexes them in its spare time (default 0:
+    /// How long committed log blocks may wait before the writer indexes them in its spare time (default 0:
     /// as soon as it has time). Larger values index in fewer, bigger steps; searches are unaffected (they
     /// scan the unindexed tail). Forced indexing (over [`MAX_UNINDEXED_ROWS`]) and
     /// [`Store::flush_index`] do not wait.
@@ -209,10 +217,10 @@ impl Default for StoreOptions {
         StoreOptions {
             retention: RetentionPolicy::default(),
             queue_lines: 65_536,
-            batch_rows: 5_000,
+            batch_rows: 50_000,
             batch_interval: Duration::from_millis(50),
             hard_max_bytes: None,
-            index_part_rows: 200_000,
+            index_part_rows: 500_000,
             index_delay: Duration::ZERO,
         }
     }
@@ -583,10 +591,11 @@ impl Gate {
         }
     }
 
-    /// Takes a slot, waiting while the queue is full.
-    fn acquire(&self) -> Result<()> {
+    /// Takes `n` slots, waiting while the queue is full. A chunk is let in whole while the queue is below
+    /// the cap, so the queue holds at most the cap plus one chunk per sender.
+    fn acquire(&self, n: usize) -> Result<()> {
         if self.queued.load(Ordering::SeqCst) < self.cap {
-            self.queued.fetch_add(1, Ordering::SeqCst);
+            self.queued.fetch_add(n, Ordering::SeqCst);
             return Ok(());
         }
         let mut guard = self.lock.lock().map_err(|_| StoreError::Closed)?;
@@ -606,13 +615,13 @@ impl Gate {
         if self.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Closed);
         }
-        self.queued.fetch_add(1, Ordering::SeqCst);
+        self.queued.fetch_add(n, Ordering::SeqCst);
         Ok(())
     }
 
-    fn try_acquire(&self) -> bool {
+    fn try_acquire(&self, n: usize) -> bool {
         if self.queued.load(Ordering::SeqCst) < self.cap {
-            self.queued.fetch_add(1, Ordering::SeqCst);
+            self.queued.fetch_add(n, Ordering::SeqCst);
             true
         } else {
             false
@@ -639,7 +648,7 @@ impl Gate {
 }
 
 /// (project, module, run, stream code).
-type StreamKey = (Arc<str>, String, RunId, u8);
+type StreamKey = (Arc<str>, Arc<str>, RunId, u8);
 
 /// Per-(project, module, run, stream) masking state, shared by all sinks. Only streams inside a private
 /// key block have an entry, so the common path never takes the lock.
@@ -650,44 +659,41 @@ struct PemStates {
 }
 
 impl PemStates {
-    fn process(&self, project: &Arc<str>, line: &LogLine) -> ProcessedLine {
-        if self.open.load(Ordering::Relaxed) == 0 && !contains(&line.bytes, b"-----BEGIN") {
+    /// Processes a chunk's lines with its stream's masking state.
+    fn process(&self, project: &Arc<str>, chunk: &LogChunk, ts_ms: u64) -> Lines {
+        let mut out = Lines::default();
+        let key = || (project.clone(), chunk.module.clone(), chunk.run, writer::stream_code(chunk.stream) as u8);
+        if self.open.load(Ordering::Relaxed) == 0 {
             let mut fresh = PemState::default();
-            let p = line::process_line(&line.bytes, line.truncated, &mut fresh);
-            if !fresh.in_block() {
-                return p;
+            line::process_chunk(chunk, ts_ms, &mut fresh, &mut out);
+            if fresh.in_block() {
+                // The chunk ended inside a block: remember it for the stream's next lines.
+                if let Ok(mut map) = self.map.lock() {
+                    map.insert(key(), fresh);
+                    self.open.store(map.len(), Ordering::Relaxed);
+                }
             }
-            // The line opened a block: remember it for the stream's next lines.
-            if let Ok(mut map) = self.map.lock() {
-                map.insert(
-                    (project.clone(), line.module.clone(), line.run, writer::stream_code(line.stream) as u8),
-                    fresh,
-                );
-                self.open.store(map.len(), Ordering::Relaxed);
-            }
-            return p;
+            return out;
         }
         let Ok(mut map) = self.map.lock() else {
-            return line::process_line(&line.bytes, line.truncated, &mut PemState::default());
+            line::process_chunk(chunk, ts_ms, &mut PemState::default(), &mut out);
+            return out;
         };
-        let key = (project.clone(), line.module.clone(), line.run, writer::stream_code(line.stream) as u8);
-        let mut state = map.remove(&key).unwrap_or_default();
-        let p = line::process_line(&line.bytes, line.truncated, &mut state);
+        let mut state = map.remove(&key()).unwrap_or_default();
+        line::process_chunk(chunk, ts_ms, &mut state, &mut out);
         if state.in_block() {
-            map.insert(key, state);
+            map.insert(key(), state);
         }
         self.open.store(map.len(), Ordering::Relaxed);
-        p
+        out
     }
-}
 
-impl PemStates {
     fn forget_run(&self, project: &str, module: &str, run: RunId) {
         if self.open.load(Ordering::Relaxed) == 0 {
             return;
         }
         if let Ok(mut map) = self.map.lock() {
-            map.retain(|(p, m, r, _), _| !(&**p == project && m == module && *r == run));
+            map.retain(|(p, m, r, _), _| !(&**p == project && &**m == module && *r == run));
             self.open.store(map.len(), Ordering::Relaxed);
         }
     }
@@ -718,27 +724,14 @@ fn lock_file(path: &Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    let first = needle[0];
-    let mut i = 0;
-    while let Some(p) = hay[i..].iter().position(|&b| b == first) {
-        let at = i + p;
-        if hay[at..].starts_with(needle) {
-            return true;
-        }
-        i = at + 1;
-    }
-    false
-}
-
 // -----------------------------------------------------------------------------------------------------------
 // Sinks
 
-/// Where module output goes: cheap to clone (one per pipe reader), `Send + Sync`.
+/// Where module output goes: cheap to clone (one per log consumer), `Send + Sync`.
 ///
-/// Each call processes the line on the calling thread (a few microseconds), then queues it for the writer.
-/// [`send`](LogSink::send) waits while the queue is full (per-module back-pressure, see the module docs);
-/// [`try_send`](LogSink::try_send) never waits.
+/// Each call processes the lines on the calling thread (well under a microsecond per line for ordinary
+/// output), then queues them for the writer. The `send*` calls wait while the queue is full (per-module
+/// back-pressure, see the module docs); [`try_send`](LogSink::try_send) never waits.
 #[derive(Debug, Clone)]
 pub struct LogSink {
     tx: mpsc::Sender<Msg>,
@@ -748,45 +741,51 @@ pub struct LogSink {
 }
 
 impl LogSink {
+    /// Queues the lines of a captured chunk, with the chunk's capture time. Waits while the queue is full.
+    pub fn send_chunk(&self, project: &Arc<str>, chunk: &LogChunk) -> Result<()> {
+        self.queue(project, chunk, chunk.at_ms, true)
+    }
+
     /// Queues a line captured now. Waits while the queue is full.
     pub fn send(&self, project: &Arc<str>, line: LogLine) -> Result<()> {
         self.send_at(project, line, now_ms())
     }
 
     /// Queues a line captured at `ts_ms`. Waits while the queue is full. The stored time is clamped so it
-    /// never goes below the previous row's (time order = id order; see [`Store::query_logs`]).
+    /// never goes below the previous line's (time order = id order; see [`Store::query_logs`]).
     pub fn send_at(&self, project: &Arc<str>, line: LogLine, ts_ms: u64) -> Result<()> {
-        let row = self.row(project, line, ts_ms);
-        self.gate.acquire()?;
-        self.tx.send(Msg::Log(row)).map_err(|_| {
-            self.gate.release(1);
-            StoreError::Closed
-        })
+        self.queue(project, &LogChunk::from_line(&line, ts_ms), ts_ms, true)
     }
 
     /// Queues a line captured now, or fails at once with [`StoreError::QueueFull`].
     pub fn try_send(&self, project: &Arc<str>, line: LogLine) -> Result<()> {
-        if !self.gate.try_acquire() {
-            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(StoreError::QueueFull);
-        }
-        let row = self.row(project, line, now_ms());
-        self.tx.send(Msg::Log(row)).map_err(|_| {
-            self.gate.release(1);
-            StoreError::Closed
-        })
+        let ts = now_ms();
+        self.queue(project, &LogChunk::from_line(&line, ts), ts, false)
     }
 
-    fn row(&self, project: &Arc<str>, line: LogLine, ts_ms: u64) -> LogRow {
-        let processed = self.pem.process(project, &line);
-        LogRow {
-            ts_ms,
-            project: project.clone(),
-            module: line.module,
-            run: line.run,
-            stream: line.stream,
-            line: processed,
+    fn queue(&self, project: &Arc<str>, chunk: &LogChunk, ts_ms: u64, wait: bool) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
         }
+        let n = chunk.len();
+        if wait {
+            self.gate.acquire(n)?;
+        } else if !self.gate.try_acquire(n) {
+            self.counters.rejected.fetch_add(n as u64, Ordering::Relaxed);
+            return Err(StoreError::QueueFull);
+        }
+        let lines = self.pem.process(project, chunk, ts_ms);
+        let rows = LogRows {
+            project: project.clone(),
+            module: chunk.module.clone(),
+            run: chunk.run,
+            stream: chunk.stream,
+            lines,
+        };
+        self.tx.send(Msg::Logs(rows)).map_err(|_| {
+            self.gate.release(n);
+            StoreError::Closed
+        })
     }
 }
 
@@ -1039,7 +1038,7 @@ impl Store {
     /// just before `before_id` (or the newest rows). Time bounds become id bounds by binary search, which is
     /// exact because the writer keeps `ts_ms` non-decreasing in id order.
     pub fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>> {
-        self.inner.readers.with(|c| read::query_logs(c, query))
+        self.inner.readers.with(|c| logs::query_logs(c, query))
     }
 
     /// The last `n` lines of a module, oldest first.

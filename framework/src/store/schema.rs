@@ -2,7 +2,8 @@
 //!
 //! The schema version is `PRAGMA user_version`; [`MIGRATIONS`]`[i]` takes a database from version `i` to
 //! `i + 1`, each in one transaction. A database with a higher version than we know is refused rather than
-//! guessed at. Migration 2 adds the metrics history.
+//! guessed at. Migration 2 adds the metrics history; migration 3 stores log lines in blocks (see
+//! [`super::block`]) and converts the rows of older stores.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,7 +15,16 @@ use super::StoreError;
 /// How long a connection waits for another one's lock before giving up with SQLITE_BUSY.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The schema, one entry per version step.
+/// One step of the schema: SQL, or Rust for a step that must transform rows.
+pub(crate) enum Migration {
+    /// Statements run as one batch.
+    Sql(&'static str),
+    /// A function run inside the step's transaction.
+    Rust(fn(&Connection) -> rusqlite::Result<()>),
+}
+
+/// The schema, one entry per version step. (Steps 1 and 2 describe the first layout of logs, one row per
+/// line; step 3 replaces it with blocks. The choices below were measured on that first layout.)
 ///
 /// Choices, measured on the 2-core dev VM with `examples/store_bench.rs` and a raw-SQLite harness
 /// (1M lines of ~107 bytes; figures vary ±20% run to run):
@@ -36,9 +46,10 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///   are answered by binary search on `id` because the writer keeps `ts_ms` non-decreasing in `id` order.
 /// - Modules are rows of their own (`modules`) so a log row carries an integer, not two strings.
 /// - Page size: 4, 8 and 16 KiB were within noise of each other; SQLite's default (4 KiB) is kept.
-pub(crate) const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[Migration] = &[
     // 0 → 1
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE projects (
         id          INTEGER PRIMARY KEY,
         name        TEXT NOT NULL UNIQUE,
@@ -116,11 +127,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         text, tags, content='notes', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
     );
     "#,
+    ),
     // 1 → 2: metrics history (see `Store::record_metrics`). One row per series per sample: a module's
     // process tree (`project`, `module`), or the daemon-wide series (`project` = `module` = '': system CPU
     // and memory, and the IPC score). Two resolutions are kept (`resolution_ms`): the raw samples for an
     // hour and one-minute averages for a week; the daemon prunes each as it writes.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE metrics (
         ts_ms         INTEGER NOT NULL,
         resolution_ms INTEGER NOT NULL,
@@ -132,13 +145,124 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX metrics_ts ON metrics (resolution_ms, ts_ms);
     "#,
+    ),
+    // 2 → 3: log lines in blocks.
+    Migration::Rust(to_blocks),
 ];
 
-/// One part of the log index (`{part}` is replaced by its number). Contentless (`content=''`): matching
-/// and ranking need only rowids — rows are read from `logs`, scored and highlighted by the store itself
-/// — and a part is never deleted from, only dropped whole.
-pub(crate) const LOG_PART_SQL: &str =
-    "CREATE VIRTUAL TABLE logs_fts_{part} USING fts5 (text, content='', tokenize='unicode61 remove_diacritics 2')";
+/// The block layout of logs (migration 3). Measured on the 2-core dev VM (1M lines of ~100 bytes, see
+/// `examples/store_bench.rs`):
+/// - `log_blocks`: one row per block (see [`super::block`]); `id` is the block's first line id, `ts_first` /
+///   `ts_last` its first and last line's times (non-decreasing in id order: time ranges become id ranges by
+///   binary search, no time index), `levels` one bit per level present (level filters skip blocks).
+///   `log_blocks(module_id, id)` serves per-module paging.
+/// - The full-text index has one document per block, `detail=none`: it answers "which blocks hold all these
+///   words (or prefixes)", and the store finds the lines (and checks phrases) itself in those blocks. That
+///   indexes at ~5× the rate of one document per line with positions, in about a tenth of the space.
+/// - The index is a series of contentless FTS5 tables (`blocks_fts_N`), each over a range of line ids
+///   (`block_index_parts`): retention drops whole expired parts and never deletes from FTS5 (slow).
+const BLOCKS_SQL: &str = r#"
+    CREATE TABLE log_blocks (
+        id          INTEGER PRIMARY KEY,  -- the first line's id; the others follow without gaps
+        lines       INTEGER NOT NULL,
+        module_id   INTEGER NOT NULL,
+        run         INTEGER NOT NULL,
+        stream      INTEGER NOT NULL,     -- 1 stdout, 2 stderr
+        ts_first    INTEGER NOT NULL,     -- capture times, non-decreasing in id order
+        ts_last     INTEGER NOT NULL,
+        levels      INTEGER NOT NULL,     -- bit N set: a line of level N (0 unknown, 1 trace … 5 error)
+        flags       INTEGER NOT NULL,     -- the lines' flags OR-ed (see block::flag)
+        text        TEXT NOT NULL,        -- every line's search text, joined by newlines
+        meta        BLOB NOT NULL,        -- per line: time, level, flags (block::encode_meta)
+        display     TEXT                  -- display forms of the lines that have one, joined by newlines
+    );
+    CREATE INDEX log_blocks_module ON log_blocks (module_id, id);
+    CREATE TABLE block_index_parts (
+        part        INTEGER PRIMARY KEY,
+        first_id    INTEGER NOT NULL,     -- line ids
+        last_id     INTEGER NOT NULL,
+        rows        INTEGER NOT NULL      -- lines
+    );
+    -- Blocks whose lines are all <= this are in the index; newer ones are the scanned tail.
+    INSERT INTO meta (key, value) VALUES ('blocks_indexed_upto', 0);
+"#;
+
+/// Migration 3: creates the block tables, moves every line of `logs` into blocks (consecutive lines of one
+/// module, run and stream share a block; ids are given anew, in the old order), then drops the old tables.
+fn to_blocks(conn: &Connection) -> rusqlite::Result<()> {
+    use super::block::{LineMeta, Lines, MAX_LINES, MAX_TEXT_BYTES, encode_meta};
+    conn.execute_batch(BLOCKS_SQL)?;
+    let mut insert = conn.prepare(
+        "INSERT INTO log_blocks (id, lines, module_id, run, stream, ts_first, ts_last, levels, flags, text, meta, display)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    let mut next_id = 1i64;
+    let mut write = |key: (i64, i64, i64), lines: &Lines| -> rusqlite::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let n = lines.len() as i64;
+        insert.execute(rusqlite::params![
+            next_id,
+            n,
+            key.0,
+            key.1,
+            key.2,
+            lines.meta[0].ts_ms as i64,
+            lines.meta[lines.len() - 1].ts_ms as i64,
+            lines.levels(),
+            lines.flags(),
+            lines.text,
+            encode_meta(&lines.meta),
+            lines.display_column(),
+        ])?;
+        next_id += n;
+        Ok(())
+    };
+    let mut select =
+        conn.prepare("SELECT module_id, run, stream, ts_ms, level, flags, text, display FROM logs ORDER BY id")?;
+    let mut rows = select.query([])?;
+    let mut current: Option<((i64, i64, i64), Lines)> = None;
+    while let Some(r) = rows.next()? {
+        let key: (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let (ts, level, flags): (i64, i64, i64) = (r.get(3)?, r.get(4)?, r.get(5)?);
+        let (text, display): (String, Option<String>) = (r.get(6)?, r.get(7)?);
+        // A search text never holds a newline (the writer of step 1 replaced control characters too).
+        let text = text.replace('\n', " ");
+        let display = display.map(|d| d.replace('\n', " "));
+        let full = current
+            .as_ref()
+            .is_some_and(|(k, l)| *k != key || l.len() >= MAX_LINES || l.text.len() + text.len() > MAX_TEXT_BYTES);
+        if full && let Some((k, l)) = current.take() {
+            write(k, &l)?;
+        }
+        let (_, lines) = current.get_or_insert_with(|| (key, Lines::default()));
+        // Old flags (1 escaped, 2 truncated, 4 masked, 8 json) are the block flags' low bits.
+        let meta = LineMeta { ts_ms: ts.max(0) as u64, level: level.clamp(0, 5) as u8, flags: (flags & 0x0F) as u8 };
+        lines.push(&text, display.as_deref(), meta);
+    }
+    if let Some((k, l)) = current.take() {
+        write(k, &l)?;
+    }
+    drop(rows);
+    let parts: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'logs_fts_[0-9]*' AND sql LIKE 'CREATE VIRTUAL TABLE%'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for name in parts {
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{name}\""))?;
+    }
+    conn.execute_batch(
+        "DROP TABLE logs; DROP TABLE log_index_parts; DELETE FROM meta WHERE key = 'logs_indexed_upto';",
+    )?;
+    Ok(())
+}
+
+/// One part of the log index (`{part}` is replaced by its number): one document per block, rowid = the
+/// block's id. Contentless (`content=''`) with `detail=none`: it only tells which blocks hold the words —
+/// lines are read from `log_blocks`, matched, scored and highlighted by the store itself — and a part is
+/// never deleted from, only dropped whole.
+pub(crate) const BLOCK_PART_SQL: &str = "CREATE VIRTUAL TABLE blocks_fts_{part} USING fts5 (text, content='', detail=none, tokenize='unicode61 remove_diacritics 2')";
 
 /// The schema version this build writes.
 pub(crate) fn current_version() -> i64 {
@@ -210,11 +334,124 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, supported: current_version() });
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let sql = format!("BEGIN IMMEDIATE; {step}; PRAGMA user_version = {}; COMMIT;", i + 1);
-        if let Err(e) = conn.execute_batch(&sql) {
+        let res = conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+            match step {
+                Migration::Sql(sql) => conn.execute_batch(sql)?,
+                Migration::Rust(f) => f(conn)?,
+            }
+            conn.execute_batch(&format!("PRAGMA user_version = {}; COMMIT;", i + 1))
+        });
+        if let Err(e) = res {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(StoreError::open(path, e));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::{LogQuery, SearchQuery, Store};
+
+    /// A store written by a Steward of schema version 2 (one row per log line) opens, and its lines come
+    /// back in their order, with their times, levels, flags and display forms, searchable; the old tables
+    /// are gone.
+    #[test]
+    #[allow(clippy::type_complexity)] // the rows as literal tuples read best here
+    fn a_version_2_store_is_converted_to_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for step in &MIGRATIONS[..2] {
+                let Migration::Sql(sql) = step else { panic!("steps 1 and 2 are SQL") };
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 2;
+                 INSERT INTO projects (id, name, created_ms) VALUES (1, 'shop', 0);
+                 INSERT INTO modules (id, project_id, name) VALUES (1, 1, 'api'), (2, 1, 'db');
+                 CREATE VIRTUAL TABLE logs_fts_1 USING fts5 (text, content='');
+                 INSERT INTO log_index_parts VALUES (1, 1, 3, 3);
+                 UPDATE meta SET value = 3 WHERE key = 'logs_indexed_upto';",
+            )
+            .unwrap();
+            let rows: &[(i64, i64, i64, i64, i64, &str, Option<&str>)] = &[
+                (1000, 1, 1, 3, 0, "api started", None),
+                (1001, 1, 1, 5, 0, "api failed badly", Some("\x1b[31mapi failed badly\x1b[0m")),
+                (1002, 2, 1, 3, 8, "{\"msg\":\"db ready\"}", None),
+                (1003, 1, 2, 4, 4, "api password=***", None),
+                (1004, 1, 2, 0, 0, "api again", None),
+            ];
+            for (i, (ts, module, run, level, flags, text, display)) in rows.iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO logs (id, ts_ms, module_id, run, stream, level, flags, text, display)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8)",
+                    rusqlite::params![i as i64 + 1, ts, module, run, level, flags, text, display],
+                )
+                .unwrap();
+            }
+        }
+        let store = Store::open(&path).unwrap();
+        let lines = store.query_logs(&LogQuery { limit: 10, ..Default::default() }).unwrap();
+        let got: Vec<(i64, u64, &str, &str, Option<&str>, bool, bool)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.id,
+                    l.ts_ms,
+                    l.module.as_str(),
+                    l.text.as_str(),
+                    l.level.map(|l| l.as_str()),
+                    l.masked,
+                    l.fields.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, 1000, "api", "api started", Some("info"), false, false),
+                (2, 1001, "api", "api failed badly", Some("error"), false, false),
+                (3, 1002, "db", "{\"msg\":\"db ready\"}", Some("info"), false, true),
+                (4, 1003, "api", "api password=***", Some("warn"), true, false),
+                (5, 1004, "api", "api again", None, false, false),
+            ]
+        );
+        assert_eq!(lines[1].message, "\x1b[31mapi failed badly\x1b[0m");
+        assert_eq!((lines[0].run, lines[3].run), (1, 2));
+        let hits = store.search(&SearchQuery { text: "failed".into(), ..Default::default() }).unwrap();
+        assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![2]);
+        // New lines continue after the converted ones.
+        store
+            .log_sink()
+            .send(
+                &Arc::from("shop"),
+                crate::lifecycle::LogLine {
+                    module: "api".into(),
+                    run: 3,
+                    stream: crate::lifecycle::Stream::Stdout,
+                    bytes: b"fresh".to_vec(),
+                    truncated: false,
+                },
+            )
+            .unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.last_lines("shop", "api", 1).unwrap()[0].id, 6);
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let left: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('logs', 'log_index_parts', 'logs_fts_1')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0, "the old tables are dropped");
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, current_version());
+    }
 }

@@ -1,15 +1,21 @@
 //! The writer thread: the only code that changes the database.
 //!
-//! It takes messages off one FIFO queue, writes log rows and events into an open transaction, and commits
-//! when the batch is full ([`StoreOptions::batch_rows`]), old ([`StoreOptions::batch_interval`] after its
-//! first row) or when a flush, note or retention request arrives. Write errors roll the batch back and are
-//! counted, never raised.
+//! It takes messages off one FIFO queue and writes them in one open transaction per batch, committed when
+//! the batch is full ([`StoreOptions::batch_rows`] lines and rows), old ([`StoreOptions::batch_interval`] after
+//! its first message) or when a flush, note or retention request arrives. Write errors roll the batch back
+//! and are counted, never raised.
+//!
+//! Log lines arrive processed, in chunks ([`LogRows`]); consecutive chunks of one (module, run, stream)
+//! gather in one block, which is written as a `log_blocks` row when a chunk of another stream arrives, when
+//! it is full (see [`block::MAX_LINES`]) or when the batch commits. Line ids therefore follow the order the
+//! lines arrived in, and times are clamped so that they never decrease in id order: time ranges become id
+//! ranges.
 //!
 //! Between batches it does the deferrable work, one bounded step at a time:
-//! - **indexing**: log rows reach `logs_fts` in steps of up to [`INDEX_STEP_ROWS`] with one
+//! - **indexing**: blocks reach the full-text index in steps of up to [`INDEX_STEP_ROWS`] lines with one
 //!   `INSERT … SELECT`. A step runs after a batch that ended by time (the writer is keeping up), whenever the
 //!   queue is idle, and — to bound the tail that searches must scan — after *every* batch while more than
-//!   [`MAX_UNINDEXED_ROWS`] rows wait (ingestion then runs at the indexing rate).
+//!   [`MAX_UNINDEXED_ROWS`] lines wait (ingestion then runs at the indexing rate).
 //! - **retention**: one step when due (every second, or right after a step that deleted something).
 
 use std::collections::HashMap;
@@ -20,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::line::{Level, ProcessedLine};
+use super::block::{self, Lines};
+use super::line::Level;
 use super::mask::mask_text;
 use super::schema;
 use super::{
@@ -37,14 +44,14 @@ const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(1);
 const RETENTION_IDLE_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Slots given back to the gate at a time (fewer atomic operations and wake-ups than one per line).
-const RELEASE_CHUNK: usize = 256;
+const RELEASE_CHUNK: usize = 4096;
 
 pub(crate) type Reply<T> = SyncSender<Result<T>>;
 
 /// A message to the writer.
 pub(crate) enum Msg {
-    /// A processed log line.
-    Log(LogRow),
+    /// Processed log lines of one stream.
+    Logs(LogRows),
     /// An engine event other than a log line.
     Event(Box<Event>),
     /// Metric samples to insert, and (resolution, older-than) pairs to prune.
@@ -72,7 +79,7 @@ pub(crate) enum Msg {
 impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Msg::Log(_) => "Log",
+            Msg::Logs(_) => "Logs",
             Msg::Event(_) => "Event",
             Msg::Metrics(..) => "Metrics",
             Msg::Notes(..) => "Notes",
@@ -88,14 +95,13 @@ impl std::fmt::Debug for Msg {
     }
 }
 
-/// A processed line and where it came from.
-pub(crate) struct LogRow {
-    pub ts_ms: u64,
+/// Processed lines of one stream (one captured chunk) and where they came from.
+pub(crate) struct LogRows {
     pub project: Arc<str>,
-    pub module: String,
+    pub module: Arc<str>,
     pub run: RunId,
     pub stream: Stream,
-    pub line: ProcessedLine,
+    pub lines: Lines,
 }
 
 pub(crate) fn stream_code(s: Stream) -> i64 {
@@ -148,20 +154,20 @@ struct WriterState {
     gate: Arc<Gate>,
     counters: Arc<Counters>,
     ids: Ids,
-    /// Time of the last log row: rows never go back in time, so time ranges map to id ranges.
+    /// Time of the last line written: lines never go back in time, so time ranges map to id ranges.
     last_ts: u64,
     last_retention: Instant,
     /// Rows were written since the last retention check.
     written_since_retention: bool,
     /// The last retention step deleted something: do another one soon.
     retention_behind: bool,
-    /// Highest log id in `logs_fts` (persisted in `meta`).
+    /// Highest line id whose block is in the full-text index (persisted in `meta`).
     indexed_upto: i64,
-    /// Highest log id written.
+    /// Highest line id written.
     last_log_id: i64,
     /// After an indexing error, wait before trying again (a full disk should not spin the thread).
     index_retry_at: Option<Instant>,
-    /// When the oldest unindexed row was committed (for `index_delay`).
+    /// When the oldest unindexed block was committed (for `index_delay`).
     tail_since: Option<Instant>,
 }
 
@@ -192,13 +198,15 @@ enum End {
 impl Writer {
     pub(crate) fn new(conn: Connection, opts: StoreOptions, gate: Arc<Gate>, counters: Arc<Counters>) -> Writer {
         let last: Option<(i64, i64)> = conn
-            .query_row("SELECT id, ts_ms FROM logs ORDER BY id DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT id + lines - 1, ts_last FROM log_blocks ORDER BY id DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
             .ok()
             .flatten();
         let (last_id, last_ts) = last.unwrap_or((0, 0));
         let indexed_upto: i64 =
-            conn.query_row("SELECT value FROM meta WHERE key = 'logs_indexed_upto'", [], |r| r.get(0)).unwrap_or(0);
+            conn.query_row("SELECT value FROM meta WHERE key = 'blocks_indexed_upto'", [], |r| r.get(0)).unwrap_or(0);
         // Retention may have deleted every row; the watermark still remembers how far ids went.
         let last_log_id = last_id.max(indexed_upto);
         Writer {
@@ -279,8 +287,8 @@ impl Writer {
         }
     }
 
-    /// Moves up to `limit` log rows into the current part of the FTS index, in one transaction; starts a new
-    /// part when the current one is full.
+    /// Adds the blocks after the watermark, up to about `limit` lines, to the current part of the full-text
+    /// index, in one transaction; starts a new part when the current one is full.
     fn index_step(&mut self, limit: usize) {
         let from = self.st.indexed_upto;
         let part_rows = self.st.opts.index_part_rows.max(1) as i64;
@@ -288,7 +296,7 @@ impl Writer {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             let current: Option<(i64, i64)> = self
                 .conn
-                .query_row("SELECT part, rows FROM log_index_parts ORDER BY part DESC LIMIT 1", [], |r| {
+                .query_row("SELECT part, rows FROM block_index_parts ORDER BY part DESC LIMIT 1", [], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .optional()?;
@@ -296,34 +304,53 @@ impl Writer {
                 Some((p, r)) if r < part_rows => (p, r),
                 other => {
                     let p = other.map_or(1, |(p, _)| p + 1);
-                    self.conn.execute_batch(&schema::LOG_PART_SQL.replace("{part}", &p.to_string()))?;
+                    self.conn.execute_batch(&schema::BLOCK_PART_SQL.replace("{part}", &p.to_string()))?;
                     self.conn
                         .prepare_cached(
-                            "INSERT INTO log_index_parts (part, first_id, last_id, rows) VALUES (?1, ?2, ?3, 0)",
+                            "INSERT INTO block_index_parts (part, first_id, last_id, rows) VALUES (?1, ?2, ?3, 0)",
                         )?
                         .execute(params![p, from + 1, from])?;
                     (p, 0)
                 }
             };
+            // Whole blocks, until the step's lines are reached (at least one block).
             let take = (limit as i64).min(part_rows - rows).max(1);
-            let upto: Option<i64> = self.conn.query_row(
-                "SELECT max(id) FROM (SELECT id FROM logs WHERE id > ?1 ORDER BY id LIMIT ?2)",
-                params![from, take],
-                |r| r.get(0),
-            )?;
-            let upto = upto.unwrap_or(self.st.last_log_id).max(from);
-            let n = self
-                .conn
-                .prepare_cached(&format!(
-                    "INSERT INTO logs_fts_{part} (rowid, text) SELECT id, text FROM logs WHERE id > ?1 AND id <= ?2"
-                ))?
-                .execute(params![from, upto])?;
+            let (mut lines, mut upto_block, mut upto_line) = (0i64, None, from);
+            {
+                let mut stmt =
+                    self.conn.prepare_cached("SELECT id, lines FROM log_blocks WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+                let mut found = stmt.query(params![from, take])?;
+                while let Some(r) = found.next()? {
+                    let (id, n): (i64, i64) = (r.get(0)?, r.get(1)?);
+                    upto_block = Some(id);
+                    upto_line = id + n - 1;
+                    lines += n;
+                    if lines >= take {
+                        break;
+                    }
+                }
+            }
+            let Some(upto_block) = upto_block else {
+                // Nothing after the watermark (retention removed it): the index is caught up.
+                self.conn
+                    .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'blocks_indexed_upto'")?
+                    .execute([self.st.last_log_id])?;
+                self.conn.execute_batch("COMMIT")?;
+                return Ok(self.st.last_log_id);
+            };
             self.conn
-                .prepare_cached("UPDATE log_index_parts SET last_id = ?2, rows = rows + ?3 WHERE part = ?1")?
-                .execute(params![part, upto, n as i64])?;
-            self.conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'logs_indexed_upto'")?.execute([upto])?;
+                .prepare_cached(&format!(
+                    "INSERT INTO blocks_fts_{part} (rowid, text) SELECT id, text FROM log_blocks WHERE id > ?1 AND id <= ?2"
+                ))?
+                .execute(params![from, upto_block])?;
+            self.conn
+                .prepare_cached("UPDATE block_index_parts SET last_id = ?2, rows = rows + ?3 WHERE part = ?1")?
+                .execute(params![part, upto_line, lines])?;
+            self.conn
+                .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'blocks_indexed_upto'")?
+                .execute([upto_line])?;
             self.conn.execute_batch("COMMIT")?;
-            Ok(upto)
+            Ok(upto_line)
         })();
         match res {
             Ok(upto) => {
@@ -363,25 +390,25 @@ impl Writer {
         Ok(())
     }
 
-    /// Drops every part of the log index (also parts no bookkeeping row knows of) and indexes every log row
-    /// again, step by step; then rebuilds the event and note indexes. Searches stay correct meanwhile: rows
+    /// Drops every part of the log index (also parts no bookkeeping row knows of) and indexes every log block
+    /// again, step by step; then rebuilds the event and note indexes. Searches stay correct meanwhile: lines
     /// above the watermark are scanned.
     fn reindex(&mut self, mut progress: Box<dyn FnMut(u64, u64) + Send>) -> Result<u64> {
         let res = (|| -> rusqlite::Result<i64> {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             let parts: Vec<String> = self
                 .conn
-                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'logs_fts_[0-9]*' AND sql LIKE 'CREATE VIRTUAL TABLE%'")?
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'blocks_fts_[0-9]*' AND sql LIKE 'CREATE VIRTUAL TABLE%'")?
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             for name in parts {
                 self.conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{name}\""))?;
             }
-            self.conn.execute_batch("DELETE FROM log_index_parts")?;
-            let min: Option<i64> = self.conn.query_row("SELECT min(id) FROM logs", [], |r| r.get(0))?;
+            self.conn.execute_batch("DELETE FROM block_index_parts")?;
+            let min: Option<i64> = self.conn.query_row("SELECT min(id) FROM log_blocks", [], |r| r.get(0))?;
             let watermark = min.map_or(self.st.last_log_id, |m| m - 1);
             self.conn
-                .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'logs_indexed_upto'")?
+                .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'blocks_indexed_upto'")?
                 .execute([watermark])?;
             self.conn.execute_batch("COMMIT")?;
             Ok(watermark)
@@ -429,13 +456,7 @@ impl Writer {
         {
             let conn = &self.conn;
             let st = &mut self.st;
-            let mut stmts = match Statements::new(conn) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    failed.get_or_insert(e);
-                    None
-                }
-            };
+            let mut blocks = PendingBlocks::default();
             let mut next = Some(first);
             loop {
                 let msg = match next.take() {
@@ -469,17 +490,17 @@ impl Writer {
                     }
                 };
                 match msg {
-                    Msg::Log(row) => {
-                        unreleased += 1;
+                    Msg::Logs(chunk) => {
+                        let n = chunk.lines.len();
+                        unreleased += n;
                         if unreleased >= RELEASE_CHUNK {
                             st.gate.release(unreleased);
                             unreleased = 0;
                         }
-                        rows += 1;
-                        log_rows += 1;
+                        rows += n;
+                        log_rows += n as u64;
                         if failed.is_none()
-                            && let Some(s) = stmts.as_mut()
-                            && let Err(e) = s.insert_log(conn, st, row)
+                            && let Err(e) = blocks.add(conn, st, chunk)
                         {
                             failed = Some(e);
                         }
@@ -520,8 +541,7 @@ impl Writer {
                 }
             }
             if failed.is_none()
-                && let Some(s) = stmts.as_mut()
-                && let Err(e) = s.finish()
+                && let Err(e) = blocks.write_all(conn, st)
             {
                 failed = Some(e);
             }
@@ -689,28 +709,11 @@ impl Writer {
         let mut report = RetentionReport::default();
         let cutoff = now_ms().saturating_sub(policy.max_age.as_millis() as u64) as i64;
 
-        // Logs by age: ts is non-decreasing in id order, so the old rows are a prefix.
-        let oldest: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT ts_ms FROM logs ORDER BY id LIMIT 1")?
-            .query_row([], |r| r.get(0))
-            .optional()?;
-        if oldest.is_some_and(|t| t < cutoff) {
-            let mut upto = None;
-            {
-                let mut stmt = self.conn.prepare_cached("SELECT id, ts_ms FROM logs ORDER BY id LIMIT ?1")?;
-                let mut rows = stmt.query([RETENTION_STEP_ROWS as i64])?;
-                while let Some(r) = rows.next()? {
-                    let (id, ts): (i64, i64) = (r.get(0)?, r.get(1)?);
-                    if ts >= cutoff {
-                        break;
-                    }
-                    upto = Some(id);
-                }
-            }
-            if let Some(upto) = upto {
-                report.logs_by_age = self.delete_logs_upto(upto)?;
-            }
+        // Logs by age: times are non-decreasing in id order, so the old blocks are a prefix. Whole blocks go
+        // (a block is old when its last line is), at most about a step's worth of lines.
+        let upto = self.blocks_prefix(|_, ts_last| ts_last < cutoff, RETENTION_STEP_ROWS as i64)?;
+        if let Some(upto) = upto {
+            report.logs_by_age = self.delete_logs_upto(upto)?;
         }
 
         // Events by age.
@@ -745,58 +748,77 @@ impl Writer {
         };
         report.used_bytes = used;
         if report.logs_by_age == 0 && used > policy.max_bytes {
-            let bounds: Option<(i64, i64)> = self
-                .conn
-                .query_row("SELECT min(id), max(id) FROM logs", [], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?
-                .and_then(|(a, b): (Option<i64>, Option<i64>)| Some((a?, b?)));
-            if let Some((min, max)) = bounds {
-                // Delete about as many rows as the excess needs (estimated from the average row size),
-                // at least 1% of a step, at most a step.
-                let rows_est = (max - min + 1).max(1) as u64;
-                let per_row = (used / rows_est).max(1);
-                let want = ((used - policy.max_bytes) / per_row + 1)
+            let (lines, first, last): (i64, Option<i64>, Option<i64>) = self.conn.query_row(
+                "SELECT coalesce(sum(lines), 0), min(id), max(id + lines - 1) FROM log_blocks",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            if let (Some(_), Some(_)) = (first, last) {
+                // Delete about as many lines as the excess needs (estimated from the average line's share of
+                // the bytes), at least 1% of a step, at most a step.
+                let per_line = (used / lines.max(1) as u64).max(1);
+                let want = ((used - policy.max_bytes) / per_line + 1)
                     .clamp((RETENTION_STEP_ROWS / 100) as u64, RETENTION_STEP_ROWS as u64);
-                let upto: i64 = self.conn.query_row(
-                    "SELECT max(id) FROM (SELECT id FROM logs ORDER BY id LIMIT ?1)",
-                    [want as i64],
-                    |r| r.get(0),
-                )?;
-                report.logs_by_size = self.delete_logs_upto(upto)?;
-                report.used_bytes = used_bytes(&self.conn)?.saturating_sub(reclaimable_index_bytes(&self.conn)?);
+                if let Some(upto) = self.blocks_prefix(|_, _| true, want as i64)? {
+                    report.logs_by_size = self.delete_logs_upto(upto)?;
+                    report.used_bytes = used_bytes(&self.conn)?.saturating_sub(reclaimable_index_bytes(&self.conn)?);
+                }
             }
         }
         Ok(report)
     }
 
-    /// Deletes log rows `<= upto` and drops the index parts that no longer cover any row.
+    /// The last line id of the oldest blocks that pass `old(lines, ts_last)`, taken in id order while they
+    /// pass and until about `max_lines` lines (at least one block); None when the oldest block does not pass.
+    fn blocks_prefix(&self, old: impl Fn(i64, i64) -> bool, max_lines: i64) -> rusqlite::Result<Option<i64>> {
+        let mut stmt = self.conn.prepare_cached("SELECT id, lines, ts_last FROM log_blocks ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        let (mut upto, mut taken) = (None, 0i64);
+        while let Some(r) = rows.next()? {
+            let (id, lines, ts_last): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            if !old(lines, ts_last) || (taken > 0 && taken + lines > max_lines) {
+                break;
+            }
+            upto = Some(id + lines - 1);
+            taken += lines;
+        }
+        Ok(upto)
+    }
+
+    /// Deletes the blocks whose lines are all `<= upto` and drops the index parts that no longer cover any
+    /// line; returns the lines deleted.
     fn delete_logs_upto(&mut self, upto: i64) -> rusqlite::Result<u64> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let n = self.conn.prepare_cached("DELETE FROM logs WHERE id <= ?1")?.execute([upto])? as u64;
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT coalesce(sum(lines), 0) FROM log_blocks WHERE id + lines - 1 <= ?1")?
+            .query_row([upto], |r| r.get(0))?;
+        self.conn.prepare_cached("DELETE FROM log_blocks WHERE id + lines - 1 <= ?1")?.execute([upto])?;
         let expired: Vec<i64> = self
             .conn
-            .prepare_cached("SELECT part FROM log_index_parts WHERE last_id <= ?1")?
+            .prepare_cached("SELECT part FROM block_index_parts WHERE last_id <= ?1")?
             .query_map([upto], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         for part in expired {
-            self.conn.execute_batch(&format!("DROP TABLE IF EXISTS logs_fts_{part}"))?;
-            self.conn.prepare_cached("DELETE FROM log_index_parts WHERE part = ?1")?.execute([part])?;
+            self.conn.execute_batch(&format!("DROP TABLE IF EXISTS blocks_fts_{part}"))?;
+            self.conn.prepare_cached("DELETE FROM block_index_parts WHERE part = ?1")?.execute([part])?;
         }
         let indexed = self.st.indexed_upto.max(upto);
-        self.conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'logs_indexed_upto'")?.execute([indexed])?;
+        self.conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'blocks_indexed_upto'")?.execute([indexed])?;
         self.conn.execute_batch("COMMIT")?;
         self.st.indexed_upto = indexed;
+        let n = n.max(0) as u64;
         self.st.counters.retained_deleted.fetch_add(n, Ordering::Relaxed);
         Ok(n)
     }
 }
 
-/// Bytes of index parts whose rows are partly deleted, in proportion to the deleted share: space that is
-/// freed when the part expires, and that deleting more rows now would not free.
+/// Bytes of index parts whose lines are partly deleted, in proportion to the deleted share: space that is
+/// freed when the part expires, and that deleting more lines now would not free.
 pub(crate) fn reclaimable_index_bytes(conn: &Connection) -> rusqlite::Result<u64> {
-    let min_live: Option<i64> = conn.query_row("SELECT min(id) FROM logs", [], |r| r.get(0))?;
+    let min_live: Option<i64> = conn.query_row("SELECT min(id) FROM log_blocks", [], |r| r.get(0))?;
     let parts: Vec<(i64, i64, i64)> = conn
-        .prepare_cached("SELECT part, first_id, last_id FROM log_index_parts WHERE first_id < ?1")?
+        .prepare_cached("SELECT part, first_id, last_id FROM block_index_parts WHERE first_id < ?1")?
         .query_map([min_live.unwrap_or(i64::MAX)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut total = 0u64;
@@ -807,7 +829,7 @@ pub(crate) fn reclaimable_index_bytes(conn: &Connection) -> rusqlite::Result<u64
         for shadow in ["data", "idx", "docsize"] {
             bytes += conn
                 .prepare_cached("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = ?1 AND aggregate = 1")?
-                .query_row([format!("logs_fts_{part}_{shadow}")], |r| r.get::<_, i64>(0))?;
+                .query_row([format!("blocks_fts_{part}_{shadow}")], |r| r.get::<_, i64>(0))?;
         }
         total += (bytes as f64 * gone / span) as u64;
     }
@@ -822,80 +844,95 @@ pub(crate) fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(((pages - free).max(0) * size) as u64)
 }
 
-/// Log rows inserted per statement: one multi-row `INSERT` for each full chunk (a statement per row spent
-/// about a third of the writer's time in statement overhead), single-row inserts for a batch's remainder.
-const INSERT_CHUNK: usize = 32;
-
-/// Columns bound per log row.
-const LOG_COLUMNS: usize = 9;
-
-/// The hot-path statements, prepared once per batch, and the rows waiting for a full chunk.
-struct Statements<'c> {
-    one: rusqlite::CachedStatement<'c>,
-    chunk: rusqlite::CachedStatement<'c>,
-    pending: Vec<(i64, i64, LogRow)>,
+/// The block being filled: consecutive chunks of one (module, run, stream) in arrival order. A chunk of
+/// another stream ends it, so lines keep the order they arrived in across streams (a module flooding its
+/// pipe sends chunks of hundreds of lines, so its blocks stay large even when others log in between).
+#[derive(Default)]
+struct PendingBlocks {
+    current: Option<Pending>,
 }
 
-impl<'c> Statements<'c> {
-    fn new(conn: &'c Connection) -> rusqlite::Result<Self> {
-        // Ids are assigned here, never by SQLite: after retention deleted the newest rows SQLite would
-        // hand out their ids again, and the index watermark (`indexed_upto`) relies on ids only growing.
-        let sql = |n: usize| {
-            let row = format!("({})", ["?"; LOG_COLUMNS].join(", "));
-            format!(
-                "INSERT INTO logs (id, ts_ms, module_id, run, stream, level, flags, text, display) VALUES {}",
-                vec![row; n].join(", ")
-            )
-        };
-        Ok(Statements {
-            one: conn.prepare_cached(&sql(1))?,
-            chunk: conn.prepare_cached(&sql(INSERT_CHUNK))?,
-            pending: Vec::with_capacity(INSERT_CHUNK),
-        })
-    }
+struct Pending {
+    module_id: i64,
+    run: RunId,
+    stream: u8,
+    lines: Lines,
+}
 
-    /// Assigns the row its id and time; it is written with the next full chunk or by [`Self::finish`].
-    fn insert_log(&mut self, conn: &Connection, st: &mut WriterState, row: LogRow) -> rusqlite::Result<()> {
-        let module_id = st.ids.module(conn, &row.project, &row.module)?;
-        let ts = row.ts_ms.max(st.last_ts);
-        st.last_ts = ts;
-        st.last_log_id += 1;
-        self.pending.push((st.last_log_id, module_id, LogRow { ts_ms: ts, ..row }));
-        if self.pending.len() == INSERT_CHUNK {
-            let rows = std::mem::take(&mut self.pending);
-            Self::bind_all(&mut self.chunk, &rows)?;
-            self.chunk.raw_execute()?;
-            self.pending = rows;
-            self.pending.clear();
+impl PendingBlocks {
+    /// Adds a chunk's lines to the current block, or writes the current block and starts a new one (another
+    /// stream, or the block would grow past [`block::MAX_LINES`], [`block::MAX_TEXT_BYTES`] or
+    /// [`block::MAX_SPAN_MS`]).
+    fn add(&mut self, conn: &Connection, st: &mut WriterState, chunk: LogRows) -> rusqlite::Result<()> {
+        if chunk.lines.is_empty() {
+            return Ok(());
         }
+        let module_id = st.ids.module(conn, &chunk.project, &chunk.module)?;
+        let stream = stream_code(chunk.stream) as u8;
+        if let Some(p) = self.current.as_mut()
+            && (p.module_id, p.run, p.stream) == (module_id, chunk.run, stream)
+            && p.lines.len() + chunk.lines.len() <= block::MAX_LINES
+            && p.lines.text.len() + chunk.lines.text.len() <= block::MAX_TEXT_BYTES
+            && p.lines.span_ms(&chunk.lines) <= block::MAX_SPAN_MS
+        {
+            p.lines.append(&chunk.lines);
+            return Ok(());
+        }
+        self.write_all(conn, st)?;
+        self.current = Some(Pending { module_id, run: chunk.run, stream, lines: chunk.lines });
         Ok(())
     }
 
-    /// Writes the rows still waiting (end of a batch).
-    fn finish(&mut self) -> rusqlite::Result<()> {
-        for row in std::mem::take(&mut self.pending) {
-            Self::bind_all(&mut self.one, std::slice::from_ref(&row))?;
-            self.one.raw_execute()?;
+    /// Writes the current block, if any.
+    fn write_all(&mut self, conn: &Connection, st: &mut WriterState) -> rusqlite::Result<()> {
+        match self.current.take() {
+            Some(b) => write_block(conn, st, b.module_id, b.run, b.stream, b.lines),
+            None => Ok(()),
         }
-        Ok(())
     }
+}
 
-    fn bind_all(stmt: &mut rusqlite::CachedStatement<'_>, rows: &[(i64, i64, LogRow)]) -> rusqlite::Result<()> {
-        for (i, (id, module_id, row)) in rows.iter().enumerate() {
-            let at = i * LOG_COLUMNS;
-            let l = &row.line;
-            stmt.raw_bind_parameter(at + 1, id)?;
-            stmt.raw_bind_parameter(at + 2, row.ts_ms as i64)?;
-            stmt.raw_bind_parameter(at + 3, module_id)?;
-            stmt.raw_bind_parameter(at + 4, row.run as i64)?;
-            stmt.raw_bind_parameter(at + 5, stream_code(row.stream))?;
-            stmt.raw_bind_parameter(at + 6, l.level.map_or(0, Level::as_i64))?;
-            stmt.raw_bind_parameter(at + 7, l.flags())?;
-            stmt.raw_bind_parameter(at + 8, &l.text)?;
-            stmt.raw_bind_parameter(at + 9, &l.display)?;
-        }
-        Ok(())
+/// Writes one block: its lines get the next ids, and times clamped to never go below the previous line's.
+fn write_block(
+    conn: &Connection,
+    st: &mut WriterState,
+    module_id: i64,
+    run: RunId,
+    stream: u8,
+    mut lines: Lines,
+) -> rusqlite::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
     }
+    for m in &mut lines.meta {
+        m.ts_ms = m.ts_ms.max(st.last_ts);
+        st.last_ts = m.ts_ms;
+    }
+    let n = lines.len() as i64;
+    // Ids are given out here, never by SQLite: after retention deleted the newest rows SQLite would hand out
+    // their ids again, and the index watermark (`indexed_upto`) relies on ids only growing.
+    let id = st.last_log_id + 1;
+    let (first, last) = (lines.meta[0].ts_ms, st.last_ts);
+    conn.prepare_cached(
+        "INSERT INTO log_blocks (id, lines, module_id, run, stream, ts_first, ts_last, levels, flags, text, meta, display)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        id,
+        n,
+        module_id,
+        run as i64,
+        i64::from(stream),
+        first as i64,
+        last as i64,
+        lines.levels(),
+        lines.flags(),
+        lines.text,
+        block::encode_meta(&lines.meta),
+        lines.display_column(),
+    ])?;
+    st.last_log_id += n;
+    Ok(())
 }
 
 /// Kind name, level, and one line of text for an event.
