@@ -19,11 +19,14 @@
 
 use super::line::Level;
 
-/// Most lines in one block.
-pub(crate) const MAX_LINES: usize = 4096;
+/// Most lines in one block. Blocks are the unit of reading: a search that finds a word in a block reads the
+/// whole block, so blocks stay small (64 lines of ~100 bytes are two pages) — large enough that the per-row
+/// cost of SQLite is spread over many lines, small enough that a word found in scattered lines does not
+/// pull in megabytes around each of them.
+pub(crate) const MAX_LINES: usize = 64;
 
 /// Most bytes of search text in one block (a line longer than this still makes a block of its own).
-pub(crate) const MAX_TEXT_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_TEXT_BYTES: usize = 16 * 1024;
 
 /// Most capture time one block spans, in ms: retention deletes whole blocks (a block goes when its last
 /// line is old), so this bounds how far past its age limit a line can be kept.
@@ -135,6 +138,27 @@ impl Lines {
         self.meta.extend_from_slice(&other.meta);
     }
 
+    /// Splits off the lines from `at` on (like `Vec::split_off`): `self` keeps the first `at` lines.
+    pub fn split_off(&mut self, at: usize) -> Lines {
+        if at >= self.len() {
+            return Lines::default();
+        }
+        let meta = self.meta.split_off(at);
+        let text = split_joined(&mut self.text, at);
+        let moved = meta.iter().filter(|m| m.flags & flag::DISPLAY != 0).count();
+        let kept = self.displays - moved;
+        let display = if moved == 0 { String::new() } else { split_joined(&mut self.display, kept) };
+        self.displays = kept;
+        Lines { text, display, meta, displays: moved }
+    }
+
+    /// How many of the first lines fit in `max_lines` lines and `max_bytes` of text (newlines between them
+    /// counted).
+    pub fn fitting(&self, max_lines: usize, max_bytes: usize) -> usize {
+        let ends = memchr::memchr_iter(b'\n', self.text.as_bytes()).chain(std::iter::once(self.text.len()));
+        ends.take(max_lines.min(self.len())).take_while(|&end| end <= max_bytes).count()
+    }
+
     /// Capture time from this block's first line to the last line of `next`.
     pub fn span_ms(&self, next: &Lines) -> u64 {
         match (self.meta.first(), next.meta.last()) {
@@ -156,6 +180,22 @@ impl Lines {
     /// The `display` column (None when no line has a display form of its own).
     pub fn display_column(&self) -> Option<&str> {
         (self.displays > 0).then_some(self.display.as_str())
+    }
+}
+
+/// Splits a `\n`-joined text after its first `at` parts: `joined` keeps them (without the separating
+/// newline), the rest is returned.
+fn split_joined(joined: &mut String, at: usize) -> String {
+    if at == 0 {
+        return std::mem::take(joined);
+    }
+    match memchr::memchr_iter(b'\n', joined.as_bytes()).nth(at - 1) {
+        Some(i) => {
+            let rest = joined.split_off(i + 1);
+            joined.pop();
+            rest
+        }
+        None => String::new(),
     }
 }
 
@@ -309,6 +349,33 @@ mod tests {
             ]
         );
         assert_eq!(line_starts(&block.text), vec![0, 6, 10, 11]);
+    }
+
+    #[test]
+    fn split_off_and_fitting_cut_between_lines() {
+        let mut a = Lines::default();
+        for (i, t) in ["zero", "one", "two", "three", "four"].iter().enumerate() {
+            let display = (i % 2 == 1).then(|| format!("\x1b[1m{t}\x1b[0m"));
+            a.push(t, display.as_deref(), m(i as u64, 3, 0));
+        }
+        let whole = a.clone();
+        assert_eq!(a.fitting(10, 1000), 5);
+        assert_eq!(a.fitting(2, 1000), 2);
+        assert_eq!(a.fitting(10, 8), 2, "zero\none = 8 bytes");
+        assert_eq!(a.fitting(10, 3), 0);
+        let tail = a.split_off(2);
+        assert_eq!((a.text.as_str(), a.display_column()), ("zero\none", Some("\x1b[1mone\x1b[0m")));
+        assert_eq!((tail.text.as_str(), tail.display_column()), ("two\nthree\nfour", Some("\x1b[1mthree\x1b[0m")));
+        assert_eq!((a.len(), tail.len()), (2, 3));
+        let mut joined = a.clone();
+        joined.append(&tail);
+        assert_eq!(joined, whole, "splitting and appending again is the identity");
+        let mut b = whole.clone();
+        assert_eq!(b.split_off(0), whole);
+        assert!(b.is_empty() && b.display_column().is_none());
+        let mut c = whole.clone();
+        assert!(c.split_off(5).is_empty());
+        assert_eq!(c, whole);
     }
 
     #[test]

@@ -250,6 +250,17 @@ impl TextSearch {
     ) -> ControlFlow<()> {
         let candidates: Option<Vec<bool>> = match &self.pre {
             Some(pre) if block.text.is_ascii() => {
+                // Most blocks lack a word altogether: one pass over the block says so.
+                let mut union = 0u64;
+                for m in pre.find_overlapping_iter(&block.text) {
+                    union |= 1 << m.pattern().as_usize();
+                    if union == self.required {
+                        break;
+                    }
+                }
+                if union != self.required {
+                    return ControlFlow::Continue(());
+                }
                 let starts = block::line_starts(&block.text);
                 let mut seen = vec![0u64; starts.len()];
                 for m in pre.find_overlapping_iter(&block.text) {

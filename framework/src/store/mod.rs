@@ -192,8 +192,8 @@ pub const MAX_UNINDEXED_ROWS: usize = 2_000_000;
 pub struct StoreOptions {
     /// History to keep.
     pub retention: RetentionPolicy,
-    /// Log lines the queue holds before [`LogSink::send`] waits (default 65,536 ≈ 7 MB of ~100-byte lines;
-    /// a chunk is let in whole when the queue is below the cap).
+    /// Log lines the queue holds before [`LogSink::send`] waits (default 16,384 ≈ 2 MB of ~100-byte lines,
+    /// about 10 ms of the writer's work; a chunk is let in whole when the queue is below the cap).
     pub queue_lines: usize,
     /// A batch is committed after this many log lines and other rows… (default 50,000)
     pub batch_rows: usize,
@@ -216,7 +216,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             retention: RetentionPolicy::default(),
-            queue_lines: 65_536,
+            queue_lines: 16_384,
             batch_rows: 50_000,
             batch_interval: Duration::from_millis(50),
             hard_max_bytes: None,

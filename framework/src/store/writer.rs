@@ -860,26 +860,43 @@ struct Pending {
 }
 
 impl PendingBlocks {
-    /// Adds a chunk's lines to the current block, or writes the current block and starts a new one (another
-    /// stream, or the block would grow past [`block::MAX_LINES`], [`block::MAX_TEXT_BYTES`] or
-    /// [`block::MAX_SPAN_MS`]).
+    /// Adds a chunk's lines to the current block, writing blocks as they fill up: a chunk of another stream,
+    /// or one that would take the block past [`block::MAX_LINES`], [`block::MAX_TEXT_BYTES`] or
+    /// [`block::MAX_SPAN_MS`], starts a new block.
     fn add(&mut self, conn: &Connection, st: &mut WriterState, chunk: LogRows) -> rusqlite::Result<()> {
         if chunk.lines.is_empty() {
             return Ok(());
         }
         let module_id = st.ids.module(conn, &chunk.project, &chunk.module)?;
         let stream = stream_code(chunk.stream) as u8;
-        if let Some(p) = self.current.as_mut()
-            && (p.module_id, p.run, p.stream) == (module_id, chunk.run, stream)
-            && p.lines.len() + chunk.lines.len() <= block::MAX_LINES
-            && p.lines.text.len() + chunk.lines.text.len() <= block::MAX_TEXT_BYTES
-            && p.lines.span_ms(&chunk.lines) <= block::MAX_SPAN_MS
-        {
-            p.lines.append(&chunk.lines);
-            return Ok(());
+        let mut rest = chunk.lines;
+        while !rest.is_empty() {
+            let joins = self.current.as_ref().is_some_and(|p| {
+                (p.module_id, p.run, p.stream) == (module_id, chunk.run, stream)
+                    && p.lines.span_ms(&rest) <= block::MAX_SPAN_MS
+            });
+            if !joins {
+                self.write_all(conn, st)?;
+            }
+            let p = self.current.get_or_insert_with(|| Pending {
+                module_id,
+                run: chunk.run,
+                stream,
+                lines: Lines::default(),
+            });
+            let used = p.lines.text.len() + usize::from(!p.lines.is_empty());
+            let room = rest
+                .fitting(block::MAX_LINES.saturating_sub(p.lines.len()), block::MAX_TEXT_BYTES.saturating_sub(used));
+            // An empty block takes at least one line, however long.
+            let room = if p.lines.is_empty() { room.max(1) } else { room };
+            if room == 0 {
+                self.write_all(conn, st)?;
+                continue;
+            }
+            let tail = rest.split_off(room);
+            p.lines.append(&rest);
+            rest = tail;
         }
-        self.write_all(conn, st)?;
-        self.current = Some(Pending { module_id, run: chunk.run, stream, lines: chunk.lines });
         Ok(())
     }
 
