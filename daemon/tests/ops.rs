@@ -531,6 +531,12 @@ fn health_reports_ok_degraded_and_down() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], "degraded");
     assert!(v["checks"].as_array().unwrap().iter().any(|c| c["name"] == "store" && c["ok"] == true), "{v}");
+    // The store's counters: lines stored, and the index catching up with them.
+    wait_until(Duration::from_secs(20), "the index to catch up with stored lines", || {
+        let v: Value = serde_json::from_slice(&h.run(&["health", "--json"]).stdout).unwrap();
+        let store = &v["store"];
+        store["logLines"].as_u64().unwrap_or(0) > 0 && store["unindexedLines"].as_u64() == Some(0)
+    });
 }
 
 #[test]

@@ -1688,6 +1688,23 @@ pub struct HealthReport {
     pub pid: u32,
     /// Milliseconds since the daemon started.
     pub uptime_ms: u64,
+    /// The store's counters, when they could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreCounters>,
+}
+
+/// What the store holds and how far its full-text index is behind (part of [`HealthReport`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreCounters {
+    /// Log lines stored.
+    pub log_lines: u64,
+    /// Stored log lines not yet in the full-text index (searches scan them; 0 once indexing caught up).
+    pub unindexed_lines: u64,
+    /// Bytes in use in the database file.
+    pub used_bytes: u64,
+    /// Log lines the store could not write since the daemon started (full disk, I/O errors).
+    pub dropped_lines: u64,
 }
 
 /// `steward/health`.

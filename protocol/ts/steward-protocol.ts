@@ -1184,6 +1184,20 @@ export interface HealthReport {
   pid: number;
   /** Milliseconds since the daemon started. */
   uptimeMs: number;
+  /** The store's counters, when they could be read. */
+  store?: StoreCounters;
+}
+
+/** What the store holds and how far its full-text index is behind (part of `HealthReport`). */
+export interface StoreCounters {
+  /** Log lines stored. */
+  logLines: number;
+  /** Stored log lines not yet in the full-text index (searches scan them; 0 once indexing caught up). */
+  unindexedLines: number;
+  /** Bytes in use in the database file. */
+  usedBytes: number;
+  /** Log lines the store could not write since the daemon started (full disk, I/O errors). */
+  droppedLines: number;
 }
 
 /** A step of work-done progress, tagged by `kind` (as in LSP). */

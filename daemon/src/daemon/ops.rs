@@ -427,6 +427,14 @@ pub async fn health(ctx: Ctx, _params: p::HealthParams) -> Result<p::HealthRepor
         Err(_) => (false, "the store did not take a test write within 5 s".to_string()),
     };
     checks.push(p::HealthCheckResult { name: "store".into(), ok, detail });
+    let store = state.store.clone();
+    let counters =
+        tokio::task::spawn_blocking(move || store.stats()).await.ok().and_then(|r| r.ok()).map(|s| p::StoreCounters {
+            log_lines: s.log_rows,
+            unindexed_lines: s.unindexed,
+            used_bytes: s.used_bytes,
+            dropped_lines: s.dropped,
+        });
     for project in state.projects() {
         let snap = project.handle.snapshot();
         let mut wrong = Vec::new();
@@ -473,5 +481,6 @@ pub async fn health(ctx: Ctx, _params: p::HealthParams) -> Result<p::HealthRepor
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
         uptime_ms: state.started.elapsed().as_millis() as u64,
+        store: counters,
     })
 }
