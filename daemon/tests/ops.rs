@@ -636,9 +636,12 @@ fn scheduled_backups_announce_progress_and_completion_and_failures_are_alerts() 
     std::fs::write(&blocker, "x").unwrap();
     h.env.push(("STEWARD_BACKUP_DIR".into(), blocker.join("backups").display().to_string()));
     h.start_daemon();
+    let f = h.file();
     rt.block_on(async {
         let c = client::Client::connect(&h.home).await.unwrap();
         let mut events = c.events();
+        // An open project: machine-wide alerts are kept in the memory of the first open project.
+        c.open(Path::new(&f), None).await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let ev = tokio::time::timeout_at(deadline, events.recv()).await.expect("a backupFailed event").unwrap();
@@ -649,8 +652,25 @@ fn scheduled_backups_announce_progress_and_completion_and_failures_are_alerts() 
             }
         }
     });
+    // …and the `backup` alert: listed as firing, with the error, and in the memory as a note.
+    wait_until(Duration::from_secs(20), "the backup alert to fire", || {
+        let a = h.json(&["alerts"]);
+        a["active"].as_array().unwrap().iter().any(|a| {
+            a["rule"] == "backup" && a["level"] == "warning" && a["message"].as_str().unwrap().contains("not-a-dir")
+        })
+    });
     let hits = h.json(&["memory", "search", "backup failed", "--kind", "note"]);
     assert!(!hits["hits"].as_array().unwrap().is_empty(), "{hits}");
+    // A backup that works again resolves it.
+    h.env.retain(|(k, _)| k != "STEWARD_BACKUP_DIR");
+    std::fs::remove_file(&blocker).unwrap();
+    std::fs::create_dir_all(blocker.join("backups")).unwrap();
+    h.expect(0, &["backup", "create"]);
+    wait_until(Duration::from_secs(20), "the backup alert to resolve", || {
+        let a = h.json(&["alerts"]);
+        !a["active"].as_array().unwrap().iter().any(|a| a["rule"] == "backup")
+            && a["resolved"].as_array().unwrap().iter().any(|a| a["rule"] == "backup")
+    });
 }
 
 #[test]

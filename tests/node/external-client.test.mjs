@@ -241,3 +241,43 @@ test("vscode-jsonrpc drives the daemon: handshake, status, demo up, crash event,
   const leftovers = modulePids.filter(alive);
   assert.deepEqual(leftovers, [], "module processes outlived the daemon");
 });
+
+test("a client that declares window.workDoneProgress creates the token of a scheduled backup before any $/progress", { timeout: 120_000 }, async () => {
+  // A second daemon, in its own home, backing up every second.
+  const home2 = path.join(tmp, "home-progress");
+  const d = spawn(bin, ["daemon"], {
+    env: { ...process.env, STEWARD_HOME: home2, STEWARD_BACKUP_SCHEDULE: "1s" },
+    stdio: ["ignore", "ignore", "ignore"],
+  });
+  const exited = new Promise((resolve) => d.once("exit", resolve));
+  try {
+    const socketPath = path.join(home2, "run", "steward.sock");
+    await waitUntil(20_000, "the second daemon's socket", async () => fs.existsSync(socketPath) && (await accepts(socketPath)));
+    const sock = net.createConnection(socketPath);
+    await new Promise((resolve, reject) => sock.once("connect", resolve).once("error", reject));
+    const c = createMessageConnection(new StreamMessageReader(sock), new StreamMessageWriter(sock));
+    const seen = []; // what arrived, in order: ["create", token] and ["progress", token, kind]
+    c.onRequest("window/workDoneProgress/create", (params) => {
+      seen.push(["create", params.token]);
+      return null;
+    });
+    c.onNotification("$/progress", (params) => seen.push(["progress", params.token, params.value.kind]));
+    c.listen();
+    await c.sendRequest("initialize", { processId: process.pid, rootUri: null, capabilities: { window: { workDoneProgress: true } } });
+    await c.sendNotification("initialized", {});
+    const token = await waitUntil(60_000, "a scheduled backup's progress to end", () => {
+      const end = seen.find(([what, , kind]) => what === "progress" && kind === "end");
+      return end?.[1];
+    });
+    assert.match(token, /^scheduledBackup\//);
+    const created = seen.findIndex(([what, t]) => what === "create" && t === token);
+    const first = seen.findIndex(([what, t]) => what === "progress" && t === token);
+    assert.ok(created >= 0 && created < first, `create before the first report: ${JSON.stringify(seen)}`);
+    assert.equal(seen[first][2], "begin", JSON.stringify(seen));
+    c.dispose();
+    sock.destroy();
+  } finally {
+    d.kill("SIGTERM");
+    await exited;
+  }
+});

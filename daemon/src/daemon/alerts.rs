@@ -76,6 +76,12 @@ pub enum Observation {
         /// Some were dropped within the last [`DROPS_QUIET_MS`].
         recent: bool,
     },
+    /// The last scheduled backup failed (and no backup succeeded since): fires with the error, resolves
+    /// with the next backup that succeeds.
+    BackupFailing {
+        /// What went wrong.
+        error: String,
+    },
 }
 
 /// How long without a dropped row before the `logsDropped` alert resolves (bursty writers must not make it
@@ -217,6 +223,9 @@ impl Engine {
                     *recent,
                     0,
                 ),
+                Observation::BackupFailing { .. } => {
+                    ("backup".into(), Subject::Machine, 1.0, Some(p::AlertLevel::Warning), 1.0, true, 0)
+                }
                 Observation::Health { subject, unhealthy } => {
                     if !rules.health {
                         continue;
@@ -248,8 +257,12 @@ impl Engine {
                         Subject::Machine => (String::new(), None),
                         Subject::Module { project, module } => (project.clone(), Some(module.clone())),
                     };
+                    let message = match o {
+                        Observation::BackupFailing { error } => format!("scheduled backup failed: {error} (warning)"),
+                        _ => describe(&rule, &subject, value, level),
+                    };
                     let alert = p::Alert {
-                        message: describe(&rule, &subject, value, level),
+                        message,
                         rule,
                         level,
                         project,
@@ -495,6 +508,23 @@ mod tests {
         let c = e.evaluate(&rules, &[], 1000);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].state, "resolved");
+    }
+
+    #[test]
+    fn a_failing_backup_fires_once_with_its_error_and_resolves_when_backups_work() {
+        let rules = AlertsSpec::default();
+        let mut e = Engine::default();
+        let failing = Observation::BackupFailing { error: "disk full".into() };
+        let c = e.evaluate(&rules, std::slice::from_ref(&failing), 0);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].state, c[0].alert.rule.as_str(), c[0].alert.level),
+            ("fired", "backup", p::AlertLevel::Warning)
+        );
+        assert!(c[0].alert.message.contains("disk full"), "{}", c[0].alert.message);
+        assert!(e.evaluate(&rules, &[failing], 1000).is_empty(), "no repeat while it fails");
+        let c = e.evaluate(&rules, &[], 2000);
+        assert_eq!((c.len(), c[0].state), (1, "resolved"));
     }
 
     #[test]

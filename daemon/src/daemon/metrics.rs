@@ -425,6 +425,9 @@ fn sample(
     if dropped > 0 {
         obs.push(Observation::LogsDropped { total: dropped, dropping, recent });
     }
+    if let Some(error) = state.backup_failure() {
+        obs.push(Observation::BackupFailing { error });
+    }
     inner.ipc = Some(ipc);
 
     let system = p::SystemMetrics {

@@ -2,14 +2,17 @@
 //! health check, with `$/progress` for the long ones. The backup's content is decided in
 //! [`crate::ops::snapshot`]; this file is about the daemon's side: which projects, progress, events, alerts.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use steward_framework::backup::{KeepPolicy, Manifest, Repository, Trigger, local_day_week};
 use steward_framework::config;
 use steward_framework::lifecycle::{State, now_ms};
-use steward_framework::store::{NoteInput, StoreStats};
+use steward_framework::store::StoreStats;
 use steward_protocol as p;
+use tower_lsp_server::ls_types::request::WorkDoneProgressCreate;
+use tower_lsp_server::ls_types::{ProgressToken, WorkDoneProgressCreateParams};
 
 use super::error::ApiError;
 use super::handlers::{Ctx, Result};
@@ -21,11 +24,15 @@ use crate::ops::snapshot::{self, BackupInput, ProjectInput};
 // -----------------------------------------------------------------------------------------------------------
 // $/progress
 
-/// Where progress goes: one session (the requester's token) or every session (scheduled work).
+/// Where progress goes: one session (the requester's token) or the sessions that accepted the daemon's own
+/// token (scheduled work).
 enum Target {
     Session(Arc<Session>),
-    Everyone(Arc<DaemonState>),
+    Sessions(Vec<Arc<Session>>),
 }
+
+/// How long a client may take to answer `window/workDoneProgress/create` before it is left out.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Sends `$/progress` for one piece of work: begin, reports (at most every 100 ms, percentage never going
 /// down), end. A sink without a target does nothing.
@@ -40,8 +47,29 @@ impl ProgressSink {
         ProgressSink { target: token.map(|t| (Target::Session(session), t)), last: None, pct: 0 }
     }
 
-    fn everyone(state: Arc<DaemonState>, token: String) -> ProgressSink {
-        ProgressSink { target: Some((Target::Everyone(state), token)), last: None, pct: 0 }
+    /// Progress of work the daemon started on its own, for every session. LSP lets a server report on a
+    /// token of its own only after the client created it: a client that declared `window.workDoneProgress`
+    /// (VS Code's language client) is sent `window/workDoneProgress/create` and gets the reports once it
+    /// answered (those that refuse or do not answer in time get none); Steward's own clients, which declare
+    /// nothing, get them as they are.
+    async fn everyone(state: &DaemonState, token: String) -> ProgressSink {
+        let sessions = state.sessions.all().into_iter().filter(|s| s.initialized.load(Ordering::Acquire));
+        let created = futures_util::future::join_all(sessions.map(|s| {
+            let token = token.clone();
+            async move {
+                if !s.wants_progress_create.load(Ordering::Acquire) {
+                    return Some(s);
+                }
+                let client = s.client.get()?.clone();
+                let params = WorkDoneProgressCreateParams { token: ProgressToken::String(token) };
+                let answer =
+                    tokio::time::timeout(CREATE_TIMEOUT, client.send_request::<WorkDoneProgressCreate>(params));
+                matches!(answer.await, Ok(Ok(()))).then_some(s)
+            }
+        }))
+        .await;
+        let sessions = created.into_iter().flatten().collect();
+        ProgressSink { target: Some((Target::Sessions(sessions), token)), last: None, pct: 0 }
     }
 
     fn send(&self, value: p::WorkDoneProgress) {
@@ -51,7 +79,12 @@ impl ProgressSink {
             Target::Session(s) => {
                 s.notify(p::PROGRESS, &params);
             }
-            Target::Everyone(state) => state.sessions.broadcast(p::PROGRESS, &params),
+            Target::Sessions(all) => {
+                let frame = super::sessions::notification_frame(p::PROGRESS, &params);
+                for s in all {
+                    let _ = s.outbox.push(frame.clone());
+                }
+            }
         }
     }
 
@@ -158,8 +191,11 @@ async fn run_backup(
             if let Ok(mut s) = sink.lock() {
                 s.end(format!("failed: {e}"));
             }
-            // The note first: a client that sees the event can find the alert in the memory.
-            alert(state, &event_project, &format!("Backup failed: {e}")).await;
+            // A failed scheduled backup is the `backup` alert (fired by the next metrics sample, stored in the
+            // memory like every alert) until a backup succeeds; a manual one fails its request instead.
+            if scheduled {
+                state.set_backup_outcome(Some(e.clone()));
+            }
             announce(state, &event_project, &name, p::EventDetail::BackupFailed { scheduled, error: e.clone() });
             tracing::error!("backup failed: {e}");
             return Err(e);
@@ -187,9 +223,16 @@ async fn run_backup(
         manifest.duration_ms,
         if manifest.problems.is_empty() { String::new() } else { format!("; problems: {:?}", manifest.problems) }
     );
-    if !manifest.problems.is_empty() {
-        alert(state, &event_project, &format!("Backup {} has problems: {}", manifest.id, manifest.problems.join("; ")))
-            .await;
+    // A backup made with problems (a module's backup hook failed, …) keeps a scheduled backup's alert up;
+    // a clean backup of any kind ends it.
+    if manifest.problems.is_empty() {
+        state.set_backup_outcome(None);
+    } else if scheduled {
+        state.set_backup_outcome(Some(format!(
+            "backup {} has problems: {}",
+            manifest.id,
+            manifest.problems.join("; ")
+        )));
     }
     announce(
         state,
@@ -246,22 +289,6 @@ fn announce(state: &DaemonState, project: &str, name: &str, detail: p::EventDeta
     );
 }
 
-/// A note tagged `backup alert` (searchable in the memory; the metrics/alerts stage can pick it up).
-async fn alert(state: &DaemonState, project: &str, text: &str) {
-    let store = state.store.clone();
-    let note = NoteInput {
-        project: project.to_string(),
-        module: None,
-        text: text.to_string(),
-        tags: vec!["backup".into(), "alert".into()],
-        source: "steward".into(),
-    };
-    let res = tokio::task::spawn_blocking(move || store.add_note(note)).await;
-    if !matches!(res, Ok(Ok(_))) {
-        tracing::warn!("could not store the backup alert note: {res:?}");
-    }
-}
-
 /// Scheduled backups: every `schedule` after the newest backup in the repository (whoever made it), the
 /// first one no sooner than `min(schedule, 1 min)` after start (so that projects are open). A failure is
 /// retried after `min(schedule, 1 h)`. Ends with the daemon.
@@ -290,7 +317,7 @@ pub async fn scheduler(state: Arc<DaemonState>) {
         if state.is_stopping() {
             return;
         }
-        let sink = ProgressSink::everyone(state.clone(), format!("scheduledBackup/{}", now_ms()));
+        let sink = ProgressSink::everyone(&state, format!("scheduledBackup/{}", now_ms())).await;
         match run_backup(&state, state.projects(), Trigger::Scheduled, sink, String::new()).await {
             Ok(_) => retry_at = None,
             Err(_) => retry_at = Some(now_ms() + every.min(Duration::from_secs(3600)).as_millis() as u64),

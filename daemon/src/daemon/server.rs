@@ -90,15 +90,20 @@ async fn run_session(state: Arc<DaemonState>, stream: UnixStream, peer_pid: Opti
         cancel: cancel.clone(),
         initialized: Default::default(),
         peer_pid,
+        client: Default::default(),
+        wants_progress_create: Default::default(),
     });
     tracing::debug!(session = id, "connected (pid {peer_pid:?})");
     let (read, write) = stream.into_split();
     let writer = tokio::spawn(write_loop(outbox.clone(), write, id));
     state.sessions.insert(session.clone());
 
-    let (service, socket) = methods(LspService::build(|_client| Backend {
-        ctx: Ctx { state: state.clone(), session: session.clone() },
-        lang: Language::new(state.clone(), session.clone()),
+    let (service, socket) = methods(LspService::build(|client| {
+        let _ = session.client.set(client);
+        Backend {
+            ctx: Ctx { state: state.clone(), session: session.clone() },
+            lang: Language::new(state.clone(), session.clone()),
+        }
     }))
     .finish();
     let service = service.map_request(absent_params_are_null);
@@ -134,7 +139,9 @@ struct Backend {
 }
 
 impl LanguageServer for Backend {
-    async fn initialize(&self, _: InitializeParams) -> jsonrpc::Result<InitializeResult> {
+    async fn initialize(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
+        let progress = params.capabilities.window.and_then(|w| w.work_done_progress) == Some(true);
+        self.ctx.session.wants_progress_create.store(progress, Ordering::Release);
         Ok(InitializeResult {
             capabilities: language::capabilities(),
             server_info: Some(ServerInfo { name: "steward".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),

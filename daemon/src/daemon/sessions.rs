@@ -27,6 +27,11 @@ pub struct Session {
     pub initialized: AtomicBool,
     /// Peer process id, for the log.
     pub peer_pid: Option<i32>,
+    /// The library's handle for requests to the client (set when the session's service is built).
+    pub client: std::sync::OnceLock<tower_lsp_server::Client>,
+    /// The client declared `window.workDoneProgress`: progress the daemon starts on its own (scheduled
+    /// backups) needs a `window/workDoneProgress/create` it answered first.
+    pub wants_progress_create: AtomicBool,
 }
 
 impl Session {

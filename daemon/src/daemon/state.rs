@@ -51,6 +51,8 @@ pub struct DaemonState {
     pub shutdown: CancellationToken,
     /// Where backups go, how often, what is kept.
     pub backup: crate::ops::settings::BackupSettings,
+    /// Why the last scheduled backup failed; None once a backup succeeded (the `backup` alert).
+    backup_failure: Mutex<Option<String>>,
     /// Latest metrics and the last hour of samples.
     pub metrics: super::metrics::Metrics,
     /// Alert rules' state.
@@ -99,6 +101,17 @@ struct Incident {
 
 impl DaemonState {
     /// State for a daemon whose store and home are ready.
+    /// Why the last scheduled backup failed, while no backup has succeeded since.
+    pub fn backup_failure(&self) -> Option<String> {
+        self.backup_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records a backup's outcome for the `backup` alert: a failed scheduled backup raises it, any successful
+    /// backup clears it.
+    pub fn set_backup_outcome(&self, failure: Option<String>) {
+        *self.backup_failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
+    }
+
     pub fn new(
         home: PathBuf,
         store: Store,
@@ -117,6 +130,7 @@ impl DaemonState {
             limits,
             shutdown: CancellationToken::new(),
             backup,
+            backup_failure: Mutex::new(None),
             metrics: super::metrics::Metrics::new(super::metrics::Metrics::interval_from_env()),
             alerts: Default::default(),
             stopping: AtomicBool::new(false),

@@ -144,7 +144,9 @@ export class NoticeTracker {
         };
       default: {
         // Alerts (docs/metrics.md): fired/escalated at their level, resolutions as info.
-        const e = ev as unknown as { kind: string; module?: string; message?: string; text?: string; level?: string };
+        const e = ev as unknown as { kind: string; rule?: string; state?: string; module?: string; message?: string; text?: string; level?: string };
+        // A failing backup was just said by its `backupFailed` event; its alert's resolution is news.
+        if (e.kind === "alert" && e.rule === "backup" && e.state !== "resolved") return undefined;
         if (e.kind === "alert" && (e.message ?? e.text)) {
           return {
             ...base,

@@ -141,9 +141,14 @@ test("the charts have data from the daemon's samples", async () => {
       Number((await dash.page.locator(`figure[data-chart="${chart}"]`).getAttribute("data-points")) ?? 0) >= 4,
     );
   }
-  // One line per running module, drawn (a path with segments), with a legend naming it.
-  const paths = await dash.page.locator('figure[data-chart="mem"] path.line').evaluateAll((ps) => ps.map((p) => p.getAttribute("d") ?? ""));
-  assert.ok(paths.length >= 3 && paths.every((d) => /^M[\d.]+,[\d.]+(L[\d.]+,[\d.]+)+$/.test(d.trim())), paths.join("\n"));
+  // One line per running module, drawn (a path with segments), with a legend naming it. A module restarted
+  // by the test before this one starts a new line with a single point until its next sample: wait for it.
+  const drawn = (d) => /^M[\d.]+,[\d.]+(L[\d.]+,[\d.]+)+$/.test(d.trim());
+  let paths = [];
+  await waitUntil(20_000, "every module's memory line to have segments", async () => {
+    paths = await dash.page.locator('figure[data-chart="mem"] path.line').evaluateAll((ps) => ps.map((p) => p.getAttribute("d") ?? ""));
+    return paths.length >= 3 && paths.every(drawn);
+  }).catch((e) => assert.fail(`${e.message}\n${paths.join("\n")}`));
   const legend = await dash.page.locator('figure[data-chart="mem"] .legend').innerText();
   assert.match(legend, /\bdb\b/, legend);
 });

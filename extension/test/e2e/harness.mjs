@@ -292,23 +292,28 @@ export class Env {
     return (await this.page.locator("#workbench\\.parts\\.statusbar").innerText()).replace(/\s+/g, " ");
   }
 
-  /** Runs a command from the palette by its title (`Steward: Up (Start the Stack)`). */
+  /** Runs a command from the palette by its title (`Steward: Up (Start the Stack)`). The palette can close
+   *  under the test's hands (a notification or a view taking focus on a loaded machine): then it is opened
+   *  again, until the command is clicked or 30 s pass. */
   async runCommand(title) {
     const page = this.page;
-    await page.keyboard.press("Escape");
-    await page.locator(".monaco-workbench").click({ position: { x: 700, y: 400 } }).catch(() => undefined);
-    await page.keyboard.press("F1");
     const input = page.locator(".quick-input-widget input");
-    await input.waitFor({ state: "visible", timeout: 10_000 });
-    await input.fill(`>${title}`);
     // The row whose accessible name is exactly the title (fuzzy matching may rank another command first).
     const rows = page.locator(".quick-input-list .monaco-list-row");
-    const index = await waitUntil(10_000, `the command "${title}" in the palette`, async () => {
+    await waitUntil(30_000, `the command "${title}" to be chosen in the palette`, async () => {
+      if (!(await input.isVisible())) {
+        await page.keyboard.press("Escape");
+        await page.locator(".monaco-workbench").click({ position: { x: 700, y: 400 } }).catch(() => undefined);
+        await page.keyboard.press("F1");
+        await input.waitFor({ state: "visible", timeout: 5_000 });
+      }
+      if ((await input.inputValue()) !== `>${title}`) await input.fill(`>${title}`, { timeout: 2_000 });
       const labels = await rows.evaluateAll((els) => els.map((e) => e.getAttribute("aria-label") ?? ""));
       const i = labels.findIndex((l) => l === title || l.startsWith(`${title},`) || l.startsWith(`${title} `));
-      return i >= 0 ? i + 1 : undefined;
-    });
-    await rows.nth(index - 1).click();
+      if (i < 0) return false;
+      await rows.nth(i).click({ timeout: 2_000 });
+      return true;
+    }, 100);
   }
 
   /** Switches the colour theme the way a person does: Preferences: Color Theme, then the theme's name. */

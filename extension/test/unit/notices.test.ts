@@ -125,6 +125,10 @@ test("backups: a scheduled one says it is done (info), one with problems warns, 
     { kind: failed?.kind, severity: failed?.severity, message: failed?.message, module: failed?.module },
     { kind: "alert", severity: "error", message: "scheduled backup failed: /x/backups: Not a directory", module: undefined },
   );
+  // The `backup` alert that follows says the same: only its resolution is shown.
+  const backupAlert = { kind: "alert", rule: "backup", project: "", projectName: "", level: "warning", message: "scheduled backup failed: /x/backups: Not a directory (warning)", value: 1, threshold: 1 };
+  assert.equal(t.onEvent(ev({ ...backupAlert, state: "fired" })), undefined);
+  assert.equal(t.onEvent(ev({ ...backupAlert, state: "resolved", level: "info" }))?.severity, "info");
   // Through the coalescer: the failure is shown even with minSeverity "error"; the info one is not.
   const c = new Coalescer({ windowMs: 150, cooldownMs: 30_000, minSeverity: "error" });
   assert.equal(c.push(sched as Notice, 0), undefined);
