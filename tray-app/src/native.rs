@@ -169,11 +169,13 @@ fn create_icon(tray: &Tray) -> Result<TrayIcon, String> {
 fn apply(tray: &Tray, icon: &TrayIcon) {
     let changes = tray.applied();
     if let Some(health) = changes.health {
-        let set = icon_image(health).map_err(|e| e.to_string()).and_then(|i| {
-            icon.set_icon_with_as_template(Some(i), Platform::current().template_icon()).map_err(|e| e.to_string())
-        });
-        if let Err(e) = set {
-            tracing::warn!("setting the tray icon: {e}");
+        // (`set_icon_with_as_template` would be one call, but it does nothing outside macOS.)
+        match icon_image(health)
+            .map_err(|e| e.to_string())
+            .and_then(|i| icon.set_icon(Some(i)).map_err(|e| e.to_string()))
+        {
+            Ok(()) => icon.set_icon_as_template(Platform::current().template_icon()),
+            Err(e) => tracing::warn!("setting the tray icon: {e}"),
         }
     }
     if let Some(tooltip) = changes.tooltip {

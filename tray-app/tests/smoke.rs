@@ -68,10 +68,15 @@ impl Drop for Reaped {
     }
 }
 
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+fn wait_for(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    wait_for_or(what, timeout, cond, || String::new());
+}
+
+/// [`wait_for`], saying what was seen instead when it times out.
+fn wait_for_or(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool, seen: impl Fn() -> String) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}{}", seen());
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -198,6 +203,18 @@ fn icon_centre(display: &str) -> (i32, i32) {
     centre.unwrap()
 }
 
+/// The colour of the screen at (x, y).
+fn pixel(display: &str, x: i32, y: i32) -> String {
+    let out = Command::new(need("import"))
+        .args(["-display", display, "-window", "root", "-crop", &format!("1x1+{x}+{y}"), "-depth", "8", "txt:-"])
+        .output()
+        .unwrap();
+    // "# ImageMagick pixel enumeration: …", then "0,0: (46,160,67)  #2EA043  srgb(46,160,67)": the hex colour.
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let pixel_line = text.lines().find(|l| l.starts_with("0,0:")).unwrap_or_default();
+    pixel_line.split_whitespace().find(|w| w.starts_with('#')).unwrap_or_default().to_string()
+}
+
 /// Clicks the icon and waits for its menu. A click that lands while the host is still embedding the icon is
 /// lost, so it is repeated (at most 5 times) when no menu appears within 2 s.
 fn open_menu(display: &str) {
@@ -307,6 +324,15 @@ fn the_tray_menu_drives_the_daemon_and_the_dashboard_shows_live_states() {
         assert!(alive(), "the tray app exited; its log:\n{}", tray_log());
         std::fs::read_to_string(&states).unwrap_or_default().lines().last().is_some_and(|l| l.ends_with(" all-running"))
     });
+    // …and the icon on screen is the green disc (its centre is empty while the daemon is down).
+    let (x, y) = icon_centre(&display);
+    let centre = || pixel(&display, x, y);
+    wait_for_or(
+        "a green icon in the tray host",
+        Duration::from_secs(10),
+        || centre() == "#2EA043",
+        || format!("; its centre ({x}, {y}) is {}", centre()),
+    );
     assert!(!smoke.exists(), "a dashboard window exists before anyone asked for one");
     assert!(windows_processes(tray_pid).is_empty(), "a windows process runs before any window was asked for");
     // What keeps the idle tray small: no web engine, and no GL driver (GDK's GL probe is off in this process).
