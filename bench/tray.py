@@ -31,6 +31,10 @@ RSS_TARGET_MB = 40
 LATENCY_TARGET_MS = 200
 
 
+class Failed(Exception):
+    """The benchmark could not run (exit 2: bench/run then leaves docs/performance.md alone)."""
+
+
 def now_ms():
     return int(time.time() * 1000)
 
@@ -42,7 +46,7 @@ def wait(what, timeout, cond, step=0.005):
         if v:
             return v
         if time.monotonic() > deadline:
-            raise SystemExit(f"bench/tray: timed out waiting for {what}")
+            raise Failed(f"bench/tray: timed out waiting for {what}")
         time.sleep(step)
 
 
@@ -129,7 +133,7 @@ def free_display():
     for n in range(120, 220):
         if not os.path.exists(f"/tmp/.X{n}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{n}"):
             return n
-    raise SystemExit("bench/tray: no free X display")
+    raise Failed("bench/tray: no free X display")
 
 
 def xdotool(display, *args, check=True):
@@ -168,10 +172,10 @@ def main():
     settle = 3 if args.quick else 10
     for tool in ("Xvfb", "dbus-daemon", "trayer", "xdotool"):
         if not shutil.which(tool):
-            raise SystemExit(f"bench/tray: `{tool}` is not installed (./scripts/test installs it)")
+            raise Failed(f"bench/tray: `{tool}` is not installed (./scripts/test installs it)")
     windows_bin = args.windows or os.path.join(os.path.dirname(os.path.abspath(args.tray)), "steward-tray-windows")
     if not os.path.isfile(windows_bin):
-        raise SystemExit(f"bench/tray: {windows_bin} is missing: cargo build --release -p steward-tray-windows")
+        raise Failed(f"bench/tray: {windows_bin} is missing: cargo build --release -p steward-tray-windows")
 
     work = tempfile.mkdtemp(prefix="steward-tray-bench-")
     home = os.path.join(work, "home")
@@ -222,7 +226,7 @@ def main():
         wait("the icon in the tray host", 20, lambda: any(is_icon(*g) for g in tray_windows(display)), 0.05)
         time.sleep(settle)  # let the app settle before measuring its memory (a benchmark, not a test)
         if len(descendants(tray.pid)) != 1:
-            raise SystemExit("bench/tray: the idle tray has child processes")
+            raise Failed("bench/tray: the idle tray has child processes")
         idle_mb, idle_split = sample_rss(tray.pid, 5)
         pss_kb, uss_kb = rollup_kb(tray.pid)
         idle_top = smaps_top(tray.pid)
@@ -248,7 +252,7 @@ def main():
             try:
                 wait("the tray menu", 2, lambda: any(h > 40 for *_, h in tray_windows(display)), 0.02)
                 break
-            except SystemExit:
+            except Failed:
                 if attempt == 4:
                     raise
         xdotool(display, "key", "Down", "Down", "Down", "Return")
@@ -275,7 +279,7 @@ def main():
         time.sleep(settle)
         closed_mb, closed_split = sample_rss(tray.pid, 5, tree=True)
         if tray.poll() is not None:
-            raise SystemExit("bench/tray: the tray app exited when its window closed")
+            raise Failed("bench/tray: the tray app exited when its window closed")
 
         size = os.path.getsize(args.tray)
         windows_size = os.path.getsize(windows_bin)
@@ -343,4 +347,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Failed as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
