@@ -26,13 +26,14 @@ fn steward_bin() -> PathBuf {
 }
 
 struct Fixture {
-    dir: tempfile::TempDir,
-    // Field order is drop order: the app, then the tray and its runtime.
+    // Field order is drop order (after `Drop::drop` stopped the daemon): the windows app, the tray and its
+    // runtime, then the temporary directory.
     app: App<MockRuntime>,
     window: WebviewWindow<MockRuntime>,
     tray: Arc<Tray>,
     rt: tokio::runtime::Runtime,
     stack: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -74,7 +75,7 @@ impl Fixture {
         // The dashboard, opened by the tray (the path of "Open Dashboard").
         steward_tray::actions::open_window(&tray, &WindowKind::Dashboard).unwrap();
         let window = wait_window(&app, "dashboard");
-        Fixture { dir, app, window, tray, rt, stack: stack_path }
+        Fixture { app, window, tray, rt, stack: stack_path, dir }
     }
 
     fn home(&self) -> PathBuf {

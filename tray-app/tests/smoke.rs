@@ -69,7 +69,7 @@ impl Drop for Reaped {
 }
 
 fn wait_for(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
-    wait_for_or(what, timeout, cond, || String::new());
+    wait_for_or(what, timeout, cond, String::new);
 }
 
 /// [`wait_for`], saying what was seen instead when it times out.
