@@ -2,13 +2,15 @@
 """The tray app's cost and reaction time (run by `bench/run tray`; see bench/README.md).
 
 On a virtual display (Xvfb, a private D-Bus bus, trayer as the tray host) with the release binaries:
-  - RSS of the tray process with no window open (target <= 40 MB), sampled after it settled;
-  - RSS of the tray and its WebKit helper processes with the dashboard open (opened from the tray menu),
-    and again after the window was closed;
+  - RSS of the tray process with no window open (target <= 40 MB), sampled after it settled, with its PSS,
+    USS and the largest mappings (from /proc/PID/smaps);
+  - RSS of every process of the tray's tree with the dashboard open (opened from the tray menu: the tray, the
+    windows process it starts, WebKit's helpers), and again after the window was closed (the windows process
+    exits then; the figure is taken once it has);
   - crash -> icon latency: a module's process group is SIGKILLed at t0 (wall clock, ms); the app appends
     `<epoch ms> <state>` to STEWARD_TRAY_STATE_FILE where it sets the icon (main thread); latency = first
     non-green line at or after t0, minus t0 (target <= 200 ms);
-  - the release binary's size.
+  - the sizes of both release binaries (steward-tray, steward-tray-windows).
 Writes a JSON result and a markdown fragment for docs/performance.md. Python stdlib only.
 """
 import argparse
@@ -29,6 +31,10 @@ RSS_TARGET_MB = 40
 LATENCY_TARGET_MS = 200
 
 
+class Failed(Exception):
+    """The benchmark could not run (exit 2: bench/run then leaves docs/performance.md alone)."""
+
+
 def now_ms():
     return int(time.time() * 1000)
 
@@ -40,7 +46,7 @@ def wait(what, timeout, cond, step=0.005):
         if v:
             return v
         if time.monotonic() > deadline:
-            raise SystemExit(f"bench/tray: timed out waiting for {what}")
+            raise Failed(f"bench/tray: timed out waiting for {what}")
         time.sleep(step)
 
 
@@ -67,6 +73,22 @@ def rollup_kb(pid):
     except OSError:
         pass
     return fields.get("Pss", 0), fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+
+
+def smaps_top(pid, n=8):
+    """The n largest mappings by Rss (MiB), by file name ([heap], [anon] for the rest of anonymous memory)."""
+    by, name = {}, None
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                parts = line.split()
+                if parts and "-" in parts[0] and not parts[0].endswith(":"):
+                    name = parts[5].rsplit("/", 1)[-1] if len(parts) > 5 else "[anon]"
+                elif parts and parts[0] == "Rss:" and name:
+                    by[name] = by.get(name, 0) + int(parts[1])
+    except OSError:
+        pass
+    return [(k, round(v / 1024, 1)) for k, v in sorted(by.items(), key=lambda kv: -kv[1])[:n]]
 
 
 def descendants(root):
@@ -111,7 +133,7 @@ def free_display():
     for n in range(120, 220):
         if not os.path.exists(f"/tmp/.X{n}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{n}"):
             return n
-    raise SystemExit("bench/tray: no free X display")
+    raise Failed("bench/tray: no free X display")
 
 
 def xdotool(display, *args, check=True):
@@ -139,6 +161,7 @@ def is_icon(x, y, w, h):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tray", required=True)
+    ap.add_argument("--windows", help="the steward-tray-windows binary (default: next to --tray, where the tray looks)")
     ap.add_argument("--steward", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--md", required=True)
@@ -149,7 +172,10 @@ def main():
     settle = 3 if args.quick else 10
     for tool in ("Xvfb", "dbus-daemon", "trayer", "xdotool"):
         if not shutil.which(tool):
-            raise SystemExit(f"bench/tray: `{tool}` is not installed (./scripts/test installs it)")
+            raise Failed(f"bench/tray: `{tool}` is not installed (./scripts/test installs it)")
+    windows_bin = args.windows or os.path.join(os.path.dirname(os.path.abspath(args.tray)), "steward-tray-windows")
+    if not os.path.isfile(windows_bin):
+        raise Failed(f"bench/tray: {windows_bin} is missing: cargo build --release -p steward-tray-windows")
 
     work = tempfile.mkdtemp(prefix="steward-tray-bench-")
     home = os.path.join(work, "home")
@@ -182,7 +208,8 @@ def main():
 
         states = os.path.join(work, "icon-states")
         smoke = os.path.join(work, "page.txt")
-        tray_env = {**env, "STEWARD_BIN": args.steward, "STEWARD_TRAY_STATE_FILE": states, "STEWARD_TRAY_SMOKE_FILE": smoke}
+        tray_env = {**env, "STEWARD_BIN": args.steward, "STEWARD_TRAY_WINDOWS": windows_bin,
+                    "STEWARD_TRAY_STATE_FILE": states, "STEWARD_TRAY_SMOKE_FILE": smoke}
         log = open(os.path.join(work, "tray.log"), "w")
         t_launch = time.monotonic()
         tray = spawn([args.tray], env=tray_env, stdout=log, stderr=log)
@@ -198,8 +225,11 @@ def main():
         startup_ms = (time.monotonic() - t_launch) * 1000
         wait("the icon in the tray host", 20, lambda: any(is_icon(*g) for g in tray_windows(display)), 0.05)
         time.sleep(settle)  # let the app settle before measuring its memory (a benchmark, not a test)
+        if len(descendants(tray.pid)) != 1:
+            raise Failed("bench/tray: the idle tray has child processes")
         idle_mb, idle_split = sample_rss(tray.pid, 5)
         pss_kb, uss_kb = rollup_kb(tray.pid)
+        idle_top = smaps_top(tray.pid)
 
         # Crash -> icon.
         latencies = []
@@ -222,7 +252,7 @@ def main():
             try:
                 wait("the tray menu", 2, lambda: any(h > 40 for *_, h in tray_windows(display)), 0.02)
                 break
-            except SystemExit:
+            except Failed:
                 if attempt == 4:
                     raise
         xdotool(display, "key", "Down", "Down", "Down", "Return")
@@ -243,12 +273,16 @@ def main():
         ids = xdotool(display, "search", "--name", "Steward — Dashboard").stdout.split()
         subprocess.run([sys.executable, WM_CLOSE, *ids], env=env, check=True)
         wait("the dashboard to close", 10, lambda: xdotool(display, "search", "--onlyvisible", "--name", "Steward — Dashboard", check=False).returncode != 0, 0.05)
+        t_close = time.monotonic()
+        wait("the windows process to exit", 30, lambda: descendants(tray.pid) == [tray.pid], 0.02)
+        windows_exit_ms = (time.monotonic() - t_close) * 1000
         time.sleep(settle)
         closed_mb, closed_split = sample_rss(tray.pid, 5, tree=True)
         if tray.poll() is not None:
-            raise SystemExit("bench/tray: the tray app exited when its window closed")
+            raise Failed("bench/tray: the tray app exited when its window closed")
 
         size = os.path.getsize(args.tray)
+        windows_size = os.path.getsize(windows_bin)
         lat = sorted(latencies)
         p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
         result = {
@@ -260,13 +294,16 @@ def main():
             "idleRssSplit": {k: round(v, 1) for k, v in idle_split.items()},
             "idlePssMiB": round(pss_kb / 1024, 1),
             "idleUssMiB": round(uss_kb / 1024, 1),
+            "idleLargestMappingsMiB": dict(idle_top),
             "dashboardOpenMs": round(dashboard_ms),
             "dashboardRssMiB": round(open_mb, 1),
             "dashboardRssSplit": {k: round(v, 1) for k, v in open_split.items()},
             "afterCloseRssMiB": round(closed_mb, 1),
             "afterCloseRssSplit": {k: round(v, 1) for k, v in closed_split.items()},
+            "windowsExitAfterCloseMs": round(windows_exit_ms),
             "crashToIconMs": {"n": len(lat), "median": statistics.median(lat), "p95": p95, "max": lat[-1], "all": latencies},
             "releaseBinaryBytes": size,
+            "releaseWindowsBinaryBytes": windows_size,
             "targets": {
                 "idleRssMiB": RSS_TARGET_MB,
                 "idleRssPass": idle_mb <= RSS_TARGET_MB,
@@ -284,13 +321,14 @@ def main():
                 "| Figure | Value | Target |\n|---|---|---|\n"
                 f"| tray RSS, no window open (median of 5 samples after {settle} s) | {idle_mb:.1f} MiB | ≤ {RSS_TARGET_MB} MiB: {ok(result['targets']['idleRssPass'])} |\n"
                 f"| same, private memory (USS) / proportional (PSS) | {uss_kb / 1024:.1f} / {pss_kb / 1024:.1f} MiB | report |\n"
-                f"| tray + WebKit processes, dashboard open | {open_mb:.1f} MiB | report |\n"
-                f"| tray + WebKit processes, after closing the dashboard | {closed_mb:.1f} MiB | report |\n"
+                f"| all processes (tray, windows process, WebKit's), dashboard open | {open_mb:.1f} MiB | report |\n"
+                f"| all processes, after closing the dashboard (the windows process exited {windows_exit_ms:.0f} ms after the close) | {closed_mb:.1f} MiB | report |\n"
                 f"| module crash (SIGKILL) → tray icon changed, {len(lat)} crashes | median {statistics.median(lat):.0f} ms, p95 {p95} ms, max {lat[-1]} ms | p95 ≤ {LATENCY_TARGET_MS} ms: {ok(result['targets']['crashToIconPass'])} |\n"
                 f"| start → icon shows the daemon's state | {startup_ms:.0f} ms | report |\n"
                 f"| menu → dashboard showing every module | {dashboard_ms:.0f} ms | report |\n"
-                f"| release binary (`target/release/steward-tray`, stripped) | {size / 1048576:.1f} MiB | report |\n"
+                f"| release binaries (stripped): `steward-tray` / `steward-tray-windows` | {size / 1048576:.1f} / {windows_size / 1048576:.1f} MiB | report |\n"
             )
+            f.write("\nThe idle tray's largest mappings (RSS): " + ", ".join(f"{k} {v:.1f} MiB" for k, v in idle_top) + ".\n")
             f.write("\nWith the dashboard open, by process: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in open_split.items()) + ".\n")
         print(json.dumps(result))
         passed = result["targets"]["idleRssPass"] and result["targets"]["crashToIconPass"]
@@ -309,4 +347,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Failed as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)

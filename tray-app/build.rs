@@ -1,30 +1,55 @@
-//! Copies the dashboard bundle (built by `extension/build.mjs` from `webview/`) into `ui/vendor/`, which
-//! Tauri embeds with the rest of `ui/`. Without a built bundle the dashboard window says how to build it.
+//! Reads the dashboard bundle's `RELAYED` list (webview/src/bridge.ts, the one source of the methods a
+//! dashboard may ask its host for) into `$OUT_DIR/relayed.rs`, so the tray relays exactly what the page asks.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn main() {
-    let out = Path::new("../extension/out/webview");
-    let vendor = Path::new("ui/vendor");
-    if let Err(e) = std::fs::create_dir_all(vendor) {
-        println!("cargo::error=cannot create {}: {e}", vendor.display());
-        return;
-    }
-    for file in ["dashboard.js", "dashboard.css"] {
-        let src = out.join(file);
-        println!("cargo::rerun-if-changed={}", src.display());
-        let copied = std::fs::read(&src).and_then(|bytes| std::fs::write(vendor.join(file), bytes));
-        if copied.is_err() {
-            let placeholder = if file.ends_with(".js") {
-                "document.getElementById('app').textContent = 'The dashboard bundle is not built: run `npm ci && node build.mjs` in extension/, then rebuild the tray app.';\n"
-            } else {
-                "\n"
-            };
-            if let Err(e) = std::fs::write(vendor.join(file), placeholder) {
-                println!("cargo::error=cannot write {}: {e}", vendor.join(file).display());
-            }
-            println!("cargo::warning={} is missing: the tray's dashboard window shows a placeholder", src.display());
+    let bridge = Path::new("../webview/src/bridge.ts");
+    println!("cargo::rerun-if-changed={}", bridge.display());
+    let text = match std::fs::read_to_string(bridge) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("cargo::error=cannot read {}: {e}", bridge.display());
+            return;
         }
+    };
+    let methods = match relayed(&text) {
+        Ok(m) => m,
+        Err(e) => {
+            println!("cargo::error={}: {e}", bridge.display());
+            return;
+        }
+    };
+    let mut out = String::from(
+        "/// The dashboard bundle's `RELAYED` list (webview/src/bridge.ts), read at build time by build.rs.\n\
+         pub const DASHBOARD_RELAYED: &[&str] = &[\n",
+    );
+    for m in methods {
+        out.push_str(&format!("    {m:?},\n"));
     }
-    tauri_build::build();
+    out.push_str("];\n");
+    let dest = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("relayed.rs");
+    if let Err(e) = std::fs::write(&dest, out) {
+        println!("cargo::error=cannot write {}: {e}", dest.display());
+    }
+}
+
+/// The string literals of `export const RELAYED = [ … ] as const;`.
+fn relayed(ts: &str) -> Result<Vec<String>, String> {
+    const START: &str = "export const RELAYED = [";
+    let at = ts.find(START).ok_or_else(|| format!("no `{START}`"))? + START.len();
+    let end = ts[at..].find(']').ok_or("no `]` after RELAYED")? + at;
+    let mut methods = Vec::new();
+    for item in ts[at..end].split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let m = item
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .filter(|m| m.starts_with("steward/") && !m.contains(['"', '\\']))
+            .ok_or_else(|| format!("RELAYED holds {item:?}, expected \"steward/…\" string literals only"))?;
+        methods.push(m.to_string());
+    }
+    if methods.is_empty() {
+        return Err("RELAYED is empty".into());
+    }
+    Ok(methods)
 }

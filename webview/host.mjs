@@ -1,6 +1,6 @@
 // Fills webview/host.html: the dashboard's host page outside VS Code, under the same strict CSP as the VS Code
 // webview (default-src 'none', nonce'd scripts). Used by the plain-bridge end-to-end test and the dashboard
-// benchmark; the Tauri tray can use it at build time or fill the same template itself.
+// benchmark; the tray's Tauri windows fill the same template themselves (tray-app/windows/src/lib.rs).
 //
 //   import { hostHtml } from "../webview/host.mjs";
 //   const html = hostHtml({ base: "/", transport: "/transport.js" });   // a fresh nonce each call

@@ -16,15 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steward_protocol as p;
-use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tokio::sync::Notify;
 
+use crate::Tray;
 use crate::error::{Result, TrayError};
+use crate::link::NOTIFICATION_EVENT;
 use crate::tray::model::{Change, View};
 use client::{Client, StartOptions};
-
-/// Name of the window event that carries daemon notifications (`{method, params}`) to the pages.
-pub const NOTIFICATION_EVENT: &str = "steward://notification";
 
 /// The daemon side of the app's state.
 pub struct Daemon {
@@ -99,9 +97,10 @@ impl Daemon {
     }
 }
 
-/// The `steward` binary to start the daemon with: `STEWARD_BIN`, else `steward` next to this executable,
-/// else the first `steward` on `PATH`.
-pub fn find_steward(
+/// A binary the tray runs (`steward`, `steward-tray-windows`): the environment's choice (`STEWARD_BIN`,
+/// `STEWARD_TRAY_WINDOWS`), else `name` next to this executable, else the first `name` on `PATH`.
+pub fn find_binary(
+    name: &str,
     env_bin: Option<PathBuf>,
     exe: Option<PathBuf>,
     path: Option<std::ffi::OsString>,
@@ -109,12 +108,13 @@ pub fn find_steward(
     if let Some(b) = env_bin.filter(|b| !b.as_os_str().is_empty()) {
         return Some(b);
     }
-    let beside = exe.and_then(|e| e.parent().map(|d| d.join("steward"))).filter(|p| p.is_file());
-    beside.or_else(|| path.and_then(|p| std::env::split_paths(&p).map(|d| d.join("steward")).find(|p| p.is_file())))
+    let beside = exe.and_then(|e| e.parent().map(|d| d.join(name))).filter(|p| p.is_file());
+    beside.or_else(|| path.and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file())))
 }
 
 /// Runs for the app's lifetime: connect, follow events, reconnect.
-pub async fn connection_loop<R: Runtime>(app: AppHandle<R>, daemon: Arc<Daemon>) {
+pub async fn connection_loop(tray: Arc<Tray>) {
+    let daemon = tray.daemon.clone();
     let mut backoff = Duration::from_millis(250);
     loop {
         let start = daemon.start_requested.swap(false, std::sync::atomic::Ordering::AcqRel);
@@ -127,7 +127,7 @@ pub async fn connection_loop<R: Runtime>(app: AppHandle<R>, daemon: Arc<Daemon>)
         match connected {
             Ok(client) => {
                 backoff = Duration::from_millis(250);
-                follow(&app, &daemon, client).await;
+                follow(&tray, &daemon, client).await;
                 tracing::info!("connection to the daemon closed");
             }
             Err(e) => tracing::debug!("daemon not reachable: {e}"),
@@ -137,34 +137,35 @@ pub async fn connection_loop<R: Runtime>(app: AppHandle<R>, daemon: Arc<Daemon>)
             *daemon.client.lock().unwrap_or_else(|e| e.into_inner()) = None;
             v.connected = false;
         }
-        crate::tray::refresh(&app);
+        crate::tray::refresh(&tray);
         // Wait for the backoff, or for "Start Daemon".
         let _ = tokio::time::timeout(backoff, daemon.wake.notified()).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
-async fn follow<R: Runtime>(app: &AppHandle<R>, daemon: &Daemon, client: Client) {
+async fn follow(tray: &Arc<Tray>, daemon: &Daemon, client: Client) {
     let mut raw = client.notifications();
     *daemon.client.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
     if let Err(e) = daemon.reload().await {
         tracing::warn!("reading status: {e}");
         return;
     }
-    crate::tray::refresh(app);
+    crate::tray::refresh(tray);
     loop {
         let (method, params) = match raw.recv().await {
             Ok(n) => n,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!("missed {n} daemon notifications; re-reading status");
                 let _ = daemon.reload().await;
-                crate::tray::refresh(app);
+                crate::tray::refresh(tray);
                 continue;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
         if method == p::EVENT || method == p::IPC {
-            let _ = app.emit(NOTIFICATION_EVENT, serde_json::json!({"method": method, "params": params}));
+            // Only while the windows process runs (nothing to do, and nothing kept, when it does not).
+            tray.host.emit(NOTIFICATION_EVENT, None, serde_json::json!({"method": method, "params": params}));
         }
         if method != p::EVENT {
             continue;
@@ -173,17 +174,15 @@ async fn follow<R: Runtime>(app: &AppHandle<R>, daemon: &Daemon, client: Client)
         let change = daemon.view.lock().unwrap_or_else(|e| e.into_inner()).apply(&ev);
         match change {
             Change::None => {}
-            Change::Redraw => crate::tray::refresh(app),
+            Change::Redraw => crate::tray::refresh(tray),
             Change::Reload => {
                 if daemon.reload().await.is_err() {
                     return;
                 }
-                crate::tray::refresh(app);
+                crate::tray::refresh(tray);
             }
         }
-        if let Some(state) = app.try_state::<crate::AppState>() {
-            crate::notify::observe(app, &state, &ev);
-        }
+        crate::notify::observe(tray, &ev);
     }
 }
 
@@ -192,16 +191,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn steward_binary_lookup_order() {
+    fn binary_lookup_order() {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
         std::fs::write(bin.join("steward"), "").unwrap();
         let exe = bin.join("steward-tray");
-        assert_eq!(find_steward(Some("/x/steward".into()), Some(exe.clone()), None), Some("/x/steward".into()));
-        assert_eq!(find_steward(None, Some(exe), None), Some(bin.join("steward")));
+        let find = |env, exe, path| find_binary("steward", env, exe, path);
+        assert_eq!(find(Some("/x/steward".into()), Some(exe.clone()), None), Some("/x/steward".into()));
+        assert_eq!(find(None, Some(exe), None), Some(bin.join("steward")));
         let path = std::env::join_paths([dir.path().join("nope"), bin.clone()]).unwrap();
-        assert_eq!(find_steward(None, Some(dir.path().join("elsewhere/tray")), Some(path)), Some(bin.join("steward")));
-        assert_eq!(find_steward(None, None, None), None);
+        assert_eq!(find(None, Some(dir.path().join("elsewhere/tray")), Some(path)), Some(bin.join("steward")));
+        assert_eq!(find(None, None, None), None);
     }
 }

@@ -1,4 +1,4 @@
-//! The app's one error type: what commands answer to the windows (serialized as its message) and what tray
+//! The tray's one error type: what the windows' calls answer (serialized as its message) and what menu
 //! handlers log or notify.
 
 use serde::{Serialize, Serializer};
@@ -30,7 +30,7 @@ pub enum TrayError {
         /// What is wrong and what was expected.
         message: String,
     },
-    /// A window could not be created or shown.
+    /// A window could not be opened (the windows process could not be started, or does not answer).
     #[error("window `{label}`: {message}")]
     Window {
         /// Window label.

@@ -2,5 +2,5 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 fn main() {
-    std::process::exit(steward_tray::run());
+    std::process::exit(steward_tray::native::run());
 }

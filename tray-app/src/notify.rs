@@ -1,45 +1,48 @@
-//! Native notifications (tauri-plugin-notification): events are coalesced by [`crate::notices`] over a short
-//! window, then shown as one notification; what was shown is kept for the `tray_state` command.
+//! Notifications: events are coalesced by [`crate::notices`] over a short window, then shown as one native
+//! notification by the UI (`notify-rust` in [`crate::native`]); what was shown is kept for the `tray_state`
+//! call.
 
-use tauri::{AppHandle, Manager, Runtime};
-use tauri_plugin_notification::NotificationExt;
+use std::sync::Arc;
 
-use crate::AppState;
+use crate::Tray;
 use crate::notices::Shown;
 
 /// Feeds an event to the coalescer; the first event of a batch schedules the batch's notification.
-pub fn observe<R: Runtime>(app: &AppHandle<R>, state: &AppState, ev: &steward_protocol::EventParams) {
-    let starts_batch = state.notices.lock().unwrap_or_else(|e| e.into_inner()).observe(ev);
+pub fn observe(tray: &Arc<Tray>, ev: &steward_protocol::EventParams) {
+    let starts_batch = tray.notices.lock().unwrap_or_else(|e| e.into_inner()).observe(ev);
     if !starts_batch {
         return;
     }
-    let app = app.clone();
-    let window = state.config.coalesce;
-    tauri::async_runtime::spawn(async move {
+    let t = tray.clone();
+    let window = tray.config.coalesce;
+    tray.rt.spawn(async move {
         // Not synchronisation: the coalescing window, during which further events join this notification.
         tokio::time::sleep(window).await;
-        let Some(state) = app.try_state::<AppState>() else { return };
-        let shown = state.notices.lock().unwrap_or_else(|e| e.into_inner()).flush();
+        let shown = t.notices.lock().unwrap_or_else(|e| e.into_inner()).flush();
         if let Some(shown) = shown {
-            show(&app, shown);
+            show(&t, shown);
         }
     });
 }
 
 /// An action failed: tell the user.
-pub fn error<R: Runtime>(app: &AppHandle<R>, message: &str) {
-    show(app, Shown { title: "Steward: action failed".into(), body: message.into() });
+pub fn error(tray: &Arc<Tray>, message: &str) {
+    show(tray, Shown { title: "Steward: action failed".into(), body: message.into() });
 }
 
-fn show<R: Runtime>(app: &AppHandle<R>, shown: Shown) {
-    if let Err(e) = app.notification().builder().title(&shown.title).body(&shown.body).show() {
-        // No notification server (a bare X session, CI): the notification is still recorded below.
-        tracing::debug!("notification not shown: {e}");
-    }
-    if let Some(state) = app.try_state::<AppState>() {
-        let mut list = state.shown.lock().unwrap_or_else(|e| e.into_inner());
-        list.push(shown);
+fn show(tray: &Arc<Tray>, shown: Shown) {
+    {
+        let mut list = tray.shown.lock().unwrap_or_else(|e| e.into_inner());
+        list.push(shown.clone());
         let excess = list.len().saturating_sub(20);
         list.drain(..excess);
     }
+    let t = tray.clone();
+    // The native call may block (D-Bus on Linux): off the async threads.
+    tray.rt.spawn_blocking(move || {
+        if let Err(e) = t.ui().notify(&shown.title, &shown.body) {
+            // No notification server (a bare X session, CI): the notification is still recorded above.
+            tracing::debug!("notification not shown: {e}");
+        }
+    });
 }

@@ -1,16 +1,21 @@
-//! The app on Tauri's mock runtime against a real daemon (started by the app itself, on a private
-//! STEWARD_HOME): every command goes through the real IPC layer, and menu items are performed by id
-//! (`menu_action`, the path a click takes). The daemon is the `steward` binary of the same target
-//! directory (`cargo build -p steward` first; `./scripts/test` does).
+//! The tray against a real daemon (started by the tray itself, on a private STEWARD_HOME), with its windows
+//! app on Tauri's mock runtime linked to it as the real windows process is: menu items are chosen by id (the
+//! path a click takes), and every page call goes through the mock runtime's IPC layer, the windows app's
+//! relay and the link to the tray. The daemon is the `steward` binary of the same target directory (`cargo
+//! build -p steward` first; `./scripts/test` does).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use steward_tray::daemon::client::Client;
+use steward_tray::link::WindowKind;
+use steward_tray::{Headless, Tray};
 use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder, mock_context, noop_assets};
 use tauri::webview::InvokeRequest;
-use tauri::{App, Manager, WebviewUrl, WebviewWindow, WebviewWindowBuilder, test::MockRuntime};
+use tauri::{App, Listener, Manager, WebviewWindow, test::MockRuntime};
 
 /// `target/debug/steward`, next to this test's `deps/` directory.
 fn steward_bin() -> PathBuf {
@@ -21,10 +26,14 @@ fn steward_bin() -> PathBuf {
 }
 
 struct Fixture {
-    dir: tempfile::TempDir,
+    // Field order is drop order (after `Drop::drop` stopped the daemon): the windows app, the tray and its
+    // runtime, then the temporary directory.
     app: App<MockRuntime>,
     window: WebviewWindow<MockRuntime>,
+    tray: Arc<Tray>,
+    rt: tokio::runtime::Runtime,
     stack: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -37,7 +46,9 @@ impl Fixture {
         let config = steward_tray::Config {
             home: home.clone(),
             steward_bin: Some(steward_bin()),
-            tray_icon: false,
+            // The windows app is attached below, on the mock runtime: no process to start.
+            windows_bin: None,
+            windows_env_remove: Vec::new(),
             state_file: Some(dir.path().join("icon-states")),
             smoke_file: Some(dir.path().join("smoke.txt")),
             open_at_start: Vec::new(),
@@ -50,24 +61,36 @@ impl Fixture {
             min_severity: steward_tray::notices::Severity::Info,
             coalesce: Duration::from_millis(100),
         };
-        let app = steward_tray::configure(mock_builder(), config).build(mock_context(noop_assets())).unwrap();
-        steward_tray::start(app.handle()).unwrap();
-        let window =
-            WebviewWindowBuilder::new(&app, "dashboard", WebviewUrl::App("dashboard.html".into())).build().unwrap();
-        Fixture { dir, app, window, stack: stack_path }
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let tray = Tray::new(config, rt.handle().clone(), Box::new(Headless::default()));
+        tray.start();
+        // The windows app on the mock runtime, linked to the tray as the real process is (JSON lines), over
+        // an in-memory pipe instead of stdin/stdout.
+        let app = steward_tray_windows::configure(mock_builder()).build(mock_context(noop_assets())).unwrap();
+        let (tray_end, windows_end) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(tray_end);
+        tray.host.attach(&tray, r, w);
+        let (r, w) = tokio::io::split(windows_end);
+        steward_tray_windows::start(app.handle(), r, w, |_| {});
+        // The dashboard, opened by the tray (the path of "Open Dashboard").
+        steward_tray::actions::open_window(&tray, &WindowKind::Dashboard).unwrap();
+        let window = wait_window(&app, "dashboard");
+        Fixture { app, window, tray, rt, stack: stack_path, dir }
     }
 
     fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }
 
-    fn invoke(&self, cmd: &str, body: Value) -> Result<Value, Value> {
+    /// A page's call (`invoke("call", {cmd, args})`), through the mock runtime's IPC, the windows app's relay
+    /// and the link to the tray.
+    fn invoke(&self, cmd: &str, args: Value) -> Result<Value, Value> {
         let request = InvokeRequest {
-            cmd: cmd.into(),
+            cmd: "call".into(),
             callback: tauri::ipc::CallbackFn(0),
             error: tauri::ipc::CallbackFn(1),
             url: "tauri://localhost".parse().unwrap(),
-            body: tauri::ipc::InvokeBody::Json(body),
+            body: tauri::ipc::InvokeBody::Json(json!({"cmd": cmd, "args": args})),
             headers: Default::default(),
             invoke_key: INVOKE_KEY.to_string(),
         };
@@ -95,14 +118,19 @@ impl Fixture {
         }
     }
 
+    /// Chooses a menu item: exactly what the native menu's handler does with the clicked item's id.
+    fn click(&self, id: &str) {
+        steward_tray::tray::handle_menu_event(&self.tray, id);
+    }
+
     /// A client of our own, to set up and observe (the daemon is the one the app started).
     fn client(&self) -> Client {
-        tauri::async_runtime::block_on(Client::connect(&self.home())).unwrap()
+        self.rt.block_on(Client::connect(&self.home())).unwrap()
     }
 
     fn status(&self) -> steward_protocol::ProjectStatus {
         let c = self.client();
-        let s = tauri::async_runtime::block_on(c.status()).unwrap();
+        let s = self.rt.block_on(c.status()).unwrap();
         s.projects.into_iter().find(|p| Path::new(&p.path) == self.stack).expect("project open")
     }
 
@@ -124,7 +152,7 @@ impl Fixture {
 
     fn open_and_up(&self) {
         let c = self.client();
-        tauri::async_runtime::block_on(async {
+        self.rt.block_on(async {
             let p = c.open(&self.stack, None).await.unwrap();
             let up =
                 c.up(steward_protocol::UpParams { project: p.path.clone(), wait: true, ..Default::default() }).await;
@@ -153,9 +181,21 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        if let Ok(c) = tauri::async_runtime::block_on(Client::connect(&self.home())) {
-            let _ = tauri::async_runtime::block_on(c.stop_daemon(Duration::from_secs(20)));
+        if let Ok(c) = self.rt.block_on(Client::connect(&self.home())) {
+            let _ = self.rt.block_on(c.stop_daemon(Duration::from_secs(20)));
         }
+    }
+}
+
+/// Waits for the windows app to have the window `label` (the tray's open travels over the link).
+fn wait_window(app: &App<MockRuntime>, label: &str) -> WebviewWindow<MockRuntime> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(w) = app.get_webview_window(label) {
+            return w;
+        }
+        assert!(Instant::now() < deadline, "no `{label}` window after 10 s");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -188,7 +228,7 @@ modules = ["b"]
 #[test]
 fn the_app_starts_the_daemon_and_the_menu_switches_profiles_and_restarts() {
     let f = Fixture::new(TWO_PROFILES);
-    // The app started the daemon (nothing ran on this home) and connected.
+    // The tray started the daemon (nothing ran on this home) and connected.
     f.wait_tray("the connection", |t| t["connected"] == true);
     f.open_and_up();
     let t = f.wait_tray("module a in the menu", |t| {
@@ -200,7 +240,7 @@ fn the_app_starts_the_daemon_and_the_menu_switches_profiles_and_restarts() {
 
     // Profiles → two: b runs, a is gone, the radio item moved.
     let two = f.menu_id(&t, "two", Some("Profiles"));
-    f.call("menu_action", json!({"id": two}));
+    f.click(&two);
     let s = f.wait_status("profile two", |p| running(p, "b") && !running(p, "a"));
     assert_eq!(s.profile.as_deref(), Some("two"));
     let t = f.wait_tray("the radio item", |t| {
@@ -211,10 +251,10 @@ fn the_app_starts_the_daemon_and_the_menu_switches_profiles_and_restarts() {
     // Restart from the menu: a new process.
     let old = pid_of(&s, "b").unwrap();
     let restart = f.menu_id(&t, "Restart", Some("b — running"));
-    f.call("menu_action", json!({"id": restart}));
+    f.click(&restart);
     let s = f.wait_status("a new pid for b", |p| running(p, "b") && pid_of(p, "b").is_some_and(|p| p != old));
     assert!(!std::path::Path::new(&format!("/proc/{old}")).exists() || is_zombie(old), "old b ({old}) still alive");
-    // The menu shows the new pid (pushed events, no polling by the app).
+    // The menu shows the new pid (pushed events, no polling by the tray).
     let new = pid_of(&s, "b").unwrap();
     f.wait_tray("the new pid in the menu", |t| {
         t["menu"].as_array().unwrap().iter().any(|e| e["text"].as_str().unwrap().contains(&format!("pid {new}")))
@@ -246,7 +286,7 @@ fn the_menu_and_icon_show_a_failed_module_and_a_notification_is_shown() {
     let f = Fixture::new(FAILING);
     f.wait_tray("the connection", |t| t["connected"] == true);
     let c = f.client();
-    tauri::async_runtime::block_on(async {
+    f.rt.block_on(async {
         let p = c.open(&f.stack, None).await.unwrap();
         // `up` reports the failure; what matters here is what the tray shows.
         let _ = c.up(steward_protocol::UpParams { project: p.path, wait: true, ..Default::default() }).await;
@@ -324,7 +364,7 @@ fn every_command_answers_through_ipc() {
     // Windows on demand.
     assert!(f.app.get_webview_window("search").is_none());
     f.call("open_window", json!({"kind": "search"}));
-    assert!(f.app.get_webview_window("search").is_some());
+    wait_window(&f.app, "search");
     assert!(
         f.invoke("open_window", json!({"kind": "nope"}))
             .unwrap_err()
@@ -333,7 +373,7 @@ fn every_command_answers_through_ipc() {
             .contains("expected dashboard or search")
     );
     f.call("host_action", json!({"name": "logs", "args": {"project": project, "module": "a"}}));
-    let logs = f.app.get_webview_window("logs").expect("logs window");
+    let logs = wait_window(&f.app, "logs");
     assert!(logs.url().unwrap().as_str().contains("logs.html?project="), "{}", logs.url().unwrap());
     assert!(
         f.invoke("host_action", json!({"name": "logs", "args": {}}))
@@ -344,11 +384,37 @@ fn every_command_answers_through_ipc() {
     );
     f.call("host_action", json!({"name": "search"}));
 
-    // follow_logs: history now, a subscription for the rest.
+    // follow_logs: history now, a subscription for the rest: new lines reach the logs window as events.
     let followed = f.call("follow_logs", json!({"project": project, "module": "a"}));
     assert!(followed["subscription"].as_u64().is_some(), "{followed}");
     let lines = followed["lines"].as_array().unwrap();
     assert!(lines.iter().any(|l| l["text"] == "hello-from-a"), "{followed:#}");
+    let tailed = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = tailed.clone();
+    f.app.listen_any("steward://logs", move |e| sink.lock().unwrap().push(serde_json::from_str(e.payload()).unwrap()));
+    let pushed = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = pushed.clone();
+    f.app.listen_any("steward://notification", move |e| {
+        sink.lock().unwrap().push(serde_json::from_str(e.payload()).unwrap())
+    });
+    // Back to profile one: a starts again and prints its line.
+    f.call("use_profile", json!({"project": project, "profile": "one"}));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !tailed
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| e["lines"].as_array().unwrap().iter().any(|l| l["text"] == "hello-from-a"))
+    {
+        assert!(Instant::now() < deadline, "no tailed line in the logs window: {:#?}", tailed.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // …and the daemon's pushed events reach the pages (the dashboard refreshes on them).
+    assert!(
+        pushed.lock().unwrap().iter().any(|n| n["method"] == "steward/event" && n["params"]["module"] == "a"),
+        "{:#?}",
+        pushed.lock().unwrap()
+    );
 
     // Notifications' minimum severity.
     assert_eq!(f.call("set_notify_level", json!({"level": "critical"})), "critical");

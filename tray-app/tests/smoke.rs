@@ -1,13 +1,14 @@
 //! Smoke test of the real app on a virtual display: Xvfb, a private D-Bus session bus, a tray host
 //! (`trayer`, an XEmbed system tray: with no StatusNotifier host on the bus, libayatana-appindicator falls
-//! back to an XEmbed icon), the real daemon and the tray binary. Driven like a person would: click the icon,
-//! walk the native menu with the keyboard, restart a module and open the dashboard from it; the dashboard
-//! must show live module states (the page reports its visible text through `STEWARD_TRAY_SMOKE_FILE`).
+//! back to an XEmbed icon), the real daemon and both binaries: the tray, and the windows process it starts.
+//! Driven like a person would: click the icon, walk the native menu with the keyboard, restart a module and
+//! open the dashboard from it; the dashboard must show live module states (the page reports its visible text
+//! through `STEWARD_TRAY_SMOKE_FILE`); closing it ends the windows process, and the tray opens it again.
 //! Screenshots go to `tests/out/tray/`.
 //!
-//! Ignored by a plain `cargo test` (it needs Xvfb, dbus-daemon, trayer, xdotool, ImageMagick's `import` and
-//! the dashboard bundle built by `extension/build.mjs`); `./scripts/test` installs those and runs it with
-//! `--ignored`.
+//! Ignored by a plain `cargo test` (it needs Xvfb, dbus-daemon, trayer, xdotool, ImageMagick's `import`, the
+//! dashboard bundle built by `extension/build.mjs` and `cargo build -p steward-tray-windows` after it);
+//! `./scripts/test` installs and builds those and runs it with `--ignored`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,6 +33,21 @@ fn need(tool: &str) -> PathBuf {
     which(tool).unwrap_or_else(|| panic!("`{tool}` is not installed (./scripts/test installs it)"))
 }
 
+/// The tray's children that are the windows process (`comm` is cut to 15 bytes).
+fn windows_processes(tray: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some((comm, rest)) = stat.split_once(") ") else { continue };
+        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(tray) && comm.ends_with("(steward-tray-wi") && !rest.starts_with('Z') {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 /// Kills (and reaps) a child when dropped.
 struct Reaped(Child, &'static str);
 
@@ -52,12 +68,21 @@ impl Drop for Reaped {
     }
 }
 
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+fn wait_for(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    wait_for_or(what, timeout, cond, String::new);
+}
+
+/// [`wait_for`], saying what was seen instead when it times out.
+fn wait_for_or(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool, seen: impl Fn() -> String) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}{}", seen());
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn zombie_or_gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
 }
 
 /// A free X display number and its Xvfb.
@@ -178,6 +203,18 @@ fn icon_centre(display: &str) -> (i32, i32) {
     centre.unwrap()
 }
 
+/// The colour of the screen at (x, y).
+fn pixel(display: &str, x: i32, y: i32) -> String {
+    let out = Command::new(need("import"))
+        .args(["-display", display, "-window", "root", "-crop", &format!("1x1+{x}+{y}"), "-depth", "8", "txt:-"])
+        .output()
+        .unwrap();
+    // "# ImageMagick pixel enumeration: …", then "0,0: (46,160,67)  #2EA043  srgb(46,160,67)": the hex colour.
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let pixel_line = text.lines().find(|l| l.starts_with("0,0:")).unwrap_or_default();
+    pixel_line.split_whitespace().find(|w| w.starts_with('#')).unwrap_or_default().to_string()
+}
+
 /// Clicks the icon and waits for its menu. A click that lands while the host is still embedding the icon is
 /// lost, so it is repeated (at most 5 times) when no menu appears within 2 s.
 fn open_menu(display: &str) {
@@ -209,14 +246,17 @@ run = "sleep 600"
 #[test]
 #[ignore = "needs Xvfb, dbus-daemon, trayer, xdotool, ImageMagick and the dashboard bundle; run by ./scripts/test"]
 fn the_tray_menu_drives_the_daemon_and_the_dashboard_shows_live_states() {
-    let bundle = repo().join("tray-app/ui/vendor/dashboard.js");
+    let bundle = repo().join("tray-app/windows/ui/vendor/dashboard.js");
     let js = std::fs::read_to_string(&bundle).unwrap_or_default();
     assert!(
         js.len() > 1000,
-        "{} is the placeholder: build extension/ (node build.mjs), then rebuild",
+        "{} is the placeholder: build extension/ (node build.mjs), then `cargo build -p steward-tray-windows`",
         bundle.display()
     );
     let tray_bin = PathBuf::from(env!("CARGO_BIN_EXE_steward-tray"));
+    // Found by the tray next to its own executable.
+    let windows_bin = target_dir().join("steward-tray-windows");
+    assert!(windows_bin.is_file(), "{} is missing: `cargo build -p steward-tray-windows`", windows_bin.display());
     let steward = target_dir().join("steward");
     assert!(steward.is_file(), "{} is missing: `cargo build -p steward`", steward.display());
 
@@ -273,6 +313,7 @@ fn the_tray_menu_drives_the_daemon_and_the_dashboard_shows_live_states() {
         .spawn()
         .unwrap();
     let mut tray = Reaped(tray, "steward-tray");
+    let tray_pid = tray.0.id();
     let tray_log = || std::fs::read_to_string(dir.path().join("tray.log")).unwrap_or_default();
     let page = || std::fs::read_to_string(&smoke).unwrap_or_default();
     let row = |text: &str, module: &str| text.lines().find(|l| l.starts_with(module)).map(str::to_string);
@@ -283,7 +324,22 @@ fn the_tray_menu_drives_the_daemon_and_the_dashboard_shows_live_states() {
         assert!(alive(), "the tray app exited; its log:\n{}", tray_log());
         std::fs::read_to_string(&states).unwrap_or_default().lines().last().is_some_and(|l| l.ends_with(" all-running"))
     });
+    // …and the icon on screen is the green disc (its centre is empty while the daemon is down).
+    let (x, y) = icon_centre(&display);
+    let centre = || pixel(&display, x, y);
+    wait_for_or(
+        "a green icon in the tray host",
+        Duration::from_secs(10),
+        || centre() == "#2EA043",
+        || format!("; its centre ({x}, {y}) is {}", centre()),
+    );
     assert!(!smoke.exists(), "a dashboard window exists before anyone asked for one");
+    assert!(windows_processes(tray_pid).is_empty(), "a windows process runs before any window was asked for");
+    // What keeps the idle tray small: no web engine, and no GL driver (GDK's GL probe is off in this process).
+    let maps = std::fs::read_to_string(format!("/proc/{tray_pid}/maps")).unwrap();
+    for lib in ["libwebkit2gtk", "libjavascriptcoregtk", "libLLVM", "_dri.so"] {
+        assert!(!maps.contains(lib), "the tray process maps {lib}");
+    }
 
     // Icon → project → first module (alpha): its submenu, then Restart (keyboard: the menu has the grab).
     open_menu(&display);
@@ -314,6 +370,8 @@ fn the_tray_menu_drives_the_daemon_and_the_dashboard_shows_live_states() {
         row(&t, "alpha").is_some_and(|r| r.contains("running"))
             && row(&t, "beta").is_some_and(|r| r.contains("running"))
     });
+    let windows = windows_processes(tray_pid);
+    assert_eq!(windows.len(), 1, "one windows process, started by the tray: {windows:?}");
     // …and it follows a change made elsewhere (live, from pushed events).
     rt.block_on(client.stop_module(&project, "beta", true)).unwrap();
     wait_for("the dashboard to show beta stopped", Duration::from_secs(20), || {
@@ -328,7 +386,7 @@ fn the_tray_menu_drives_the_daemon_and_the_dashboard_shows_live_states() {
         std::fs::metadata(screenshot(&display, "dashboard.png")).unwrap().len() > 10_000
     });
 
-    // Closing the dashboard window does not quit the app (it lives in the tray).
+    // Closing the dashboard window ends the windows process (its memory is given back), not the tray.
     let out = Command::new(need("xdotool"))
         .args(["search", "--name", "Steward — Dashboard"])
         .env("DISPLAY", &display)
@@ -348,7 +406,8 @@ fn the_tray_menu_drives_the_daemon_and_the_dashboard_shows_live_states() {
             .unwrap()
             .success()
     });
-    // Proof that the app still runs its loop after the close: a module crash turns its icon (the state file
+    wait_for("the windows process to exit", Duration::from_secs(20), || windows_processes(tray_pid).is_empty());
+    // Proof that the tray still runs its loop after the close: a module crash turns its icon (the state file
     // is written where the icon is set, on the main thread).
     let pid = module("alpha").pid.unwrap();
     let killed_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
@@ -372,8 +431,24 @@ fn the_tray_menu_drives_the_daemon_and_the_dashboard_shows_live_states() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(alive(), "closing the window quit the app; log:\n{}", tray_log());
+    assert!(alive(), "closing the window quit the tray; log:\n{}", tray_log());
     let shot = screenshot(&display, "tray-after-crash.png");
     assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"), "{} is not a PNG", shot.display());
+
+    // Open Dashboard again: a new windows process, showing the state of now (beta stopped).
+    std::fs::remove_file(&smoke).unwrap();
+    open_menu(&display);
+    xdo(&display, &["key", "Down", "Down", "Down", "Return"]);
+    wait_for("the reopened dashboard to show beta stopped", Duration::from_secs(60), || {
+        assert!(alive(), "the tray app exited; its log:\n{}", tray_log());
+        let t = page();
+        row(&t, "alpha").is_some_and(|r| r.contains("running"))
+            && row(&t, "beta").is_some_and(|r| r.contains("stopped"))
+    });
+    let again = windows_processes(tray_pid);
+    assert!(again.len() == 1 && again != windows, "a new windows process: {again:?} (was {windows:?})");
     drop(tray);
+    wait_for("the windows process to end with the tray", Duration::from_secs(20), || {
+        !Path::new(&format!("/proc/{}", again[0])).exists() || zombie_or_gone(again[0])
+    });
 }

@@ -4,7 +4,10 @@
 //   - PlainBridge: a browser or Tauri window, over a transport the host page provides
 //     (`window.stewardTransport = { request(method, params), subscribe(onNotification) }`).
 
-/** Methods a host relays (anything else is refused by the host). */
+/**
+ * Methods a host relays (anything else is refused by the host). The one list: the tray's build script reads
+ * it from this file (tray-app/build.rs), so keep it a plain array of string literals.
+ */
 export const RELAYED = [
   "steward/status",
   "steward/metrics",

@@ -1,7 +1,7 @@
 // Memory search: results as you type (debounced; an answer to an older query is dropped).
 (function () {
   "use strict";
-  const invoke = window.__TAURI__.core.invoke;
+  const invoke = (cmd, args) => window.__TAURI__.core.invoke("call", { cmd, args: args ?? null });
   const q = document.getElementById("q");
   const hits = document.getElementById("hits");
   const count = document.getElementById("count");

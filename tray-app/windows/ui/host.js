@@ -1,10 +1,11 @@
-// The tray's host for the dashboard bundle (webview/): `window.stewardTransport`, the PlainBridge's
-// transport, implemented with the tray's Tauri commands and events. The page never reaches the daemon
-// itself: `daemon_request` relays a fixed list of methods (tray-app/src/commands.rs, RELAYED).
+// The tray's transport for the dashboard bundle (webview/), loaded by its host page (webview/host.html):
+// `window.stewardTransport`, the PlainBridge's transport, over the windows process's one command (`call`,
+// relayed to the tray) and its events. The page never reaches the daemon itself: `daemon_request` relays only
+// the dashboard's RELAYED list (read from webview/src/bridge.ts) and the tray's own reads.
 (function () {
   "use strict";
   const tauri = window.__TAURI__;
-  const invoke = tauri.core.invoke;
+  const invoke = (cmd, args) => tauri.core.invoke("call", { cmd, args: args ?? null });
   const handlers = [];
   void tauri.event.listen("steward://notification", (e) => {
     for (const h of handlers) h(e.payload);

@@ -28,7 +28,7 @@
     if (e.payload.subscription === subscription) append(e.payload.lines);
   });
   tauri.core
-    .invoke("follow_logs", { project, module, limit: 500 })
+    .invoke("call", { cmd: "follow_logs", args: { project, module, limit: 500 } })
     .then((r) => {
       subscription = r.subscription;
       append(r.lines);
