@@ -158,27 +158,64 @@ fn file_contents(spec: &ServiceSpec) -> Result<Vec<u8>, String> {
     if cfg!(target_os = "macos") { launchd_plist(spec) } else { Ok(systemd_unit(spec).into_bytes()) }
 }
 
-/// The commands that install (after the file is written) / uninstall (before it is removed).
-fn commands(install: bool, start_now: bool, file: &Path) -> Vec<Vec<String>> {
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    if cfg!(target_os = "macos") {
-        // SAFETY: getuid cannot fail.
-        let domain = format!("gui/{}", unsafe { libc::getuid() });
-        return if install {
-            vec![s(&["launchctl", "bootstrap", &domain, &file.display().to_string()])]
+/// The service manager this platform has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Manager {
+    /// macOS: launchd, in the user's GUI domain.
+    Launchd {
+        /// The user's uid (`gui/UID`).
+        uid: u32,
+        /// The agent is loaded now (a second `bootstrap` of a loaded agent fails).
+        loaded: bool,
+    },
+    /// Linux: the systemd user manager.
+    Systemd,
+}
+
+impl Manager {
+    fn current() -> Manager {
+        if cfg!(target_os = "macos") {
+            // SAFETY: getuid cannot fail.
+            let uid = unsafe { libc::getuid() };
+            let target = format!("gui/{uid}/{LAUNCHD_LABEL}");
+            let loaded = Command::new("launchctl").args(["print", &target]).output().is_ok_and(|o| o.status.success());
+            Manager::Launchd { uid, loaded }
         } else {
-            vec![s(&["launchctl", "bootout", &format!("{domain}/{LAUNCHD_LABEL}")])]
-        };
+            Manager::Systemd
+        }
     }
-    if install {
-        let enable = if start_now {
-            s(&["systemctl", "--user", "enable", "--now", UNIT_NAME])
-        } else {
-            s(&["systemctl", "--user", "enable", UNIT_NAME])
-        };
-        vec![s(&["systemctl", "--user", "daemon-reload"]), enable]
-    } else {
-        vec![s(&["systemctl", "--user", "disable", "--now", UNIT_NAME]), s(&["systemctl", "--user", "daemon-reload"])]
+}
+
+/// The commands that install (after the file is written) / uninstall (before it is removed).
+fn commands(manager: Manager, install: bool, start_now: bool, file: &Path) -> Vec<Vec<String>> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    match manager {
+        Manager::Launchd { uid, loaded } => {
+            let domain = format!("gui/{uid}");
+            let bootout = s(&["launchctl", "bootout", &format!("{domain}/{LAUNCHD_LABEL}")]);
+            let bootstrap = s(&["launchctl", "bootstrap", &domain, &file.display().to_string()]);
+            match (install, loaded) {
+                // Installing again (a new binary, new settings): launchd refuses to bootstrap a loaded
+                // agent, so it is booted out first and loaded from the new file.
+                (true, true) => vec![bootout, bootstrap],
+                (true, false) => vec![bootstrap],
+                (false, _) => vec![bootout],
+            }
+        }
+        Manager::Systemd if install => {
+            let enable = if start_now {
+                s(&["systemctl", "--user", "enable", "--now", UNIT_NAME])
+            } else {
+                s(&["systemctl", "--user", "enable", UNIT_NAME])
+            };
+            vec![s(&["systemctl", "--user", "daemon-reload"]), enable]
+        }
+        Manager::Systemd => {
+            vec![
+                s(&["systemctl", "--user", "disable", "--now", UNIT_NAME]),
+                s(&["systemctl", "--user", "daemon-reload"]),
+            ]
+        }
     }
 }
 
@@ -215,7 +252,7 @@ pub fn install(home: &Path, dry_run: bool, no_enable: bool, json: bool) -> ExitC
     };
     // A daemon already running for this home would make the service's start fail (exit 1: lock held).
     let running = super::daemon_running(home);
-    let cmds = if no_enable { Vec::new() } else { commands(true, !running, &file) };
+    let cmds = if no_enable { Vec::new() } else { commands(Manager::current(), true, !running, &file) };
     let report = |ran: bool| {
         let v = serde_json::json!({
             "file": file.display().to_string(),
@@ -284,7 +321,7 @@ pub fn uninstall(dry_run: bool, json: bool) -> ExitCode {
         Ok(f) => f,
         Err(e) => return super::fail(2, &e),
     };
-    let cmds = commands(false, false, &file);
+    let cmds = commands(Manager::current(), false, false, &file);
     let report = |removed: bool| {
         let shown: Vec<String> =
             if dry_run || removed { cmds.iter().map(|c| c.join(" ")).collect() } else { Vec::new() };
@@ -391,6 +428,27 @@ mod tests {
             path: "/usr/bin:/bin".into(),
             env: vec![("STEWARD_BACKUP_SCHEDULE".into(), "daily".into()), ("X".into(), "50% \"q\" \\".into())],
         }
+    }
+
+    #[test]
+    fn commands_per_manager_and_a_launchd_reinstall_boots_out_first() {
+        let f = Path::new("/Users/me/Library/LaunchAgents/local.steward.daemon.plist");
+        let joined = |m: Manager, install: bool, now: bool| -> Vec<String> {
+            commands(m, install, now, f).into_iter().map(|c| c.join(" ")).collect()
+        };
+        let fresh = Manager::Launchd { uid: 501, loaded: false };
+        let loaded = Manager::Launchd { uid: 501, loaded: true };
+        let bootstrap = format!("launchctl bootstrap gui/501 {}", f.display());
+        let bootout = format!("launchctl bootout gui/501/{LAUNCHD_LABEL}");
+        assert_eq!(joined(fresh, true, true), vec![bootstrap.clone()]);
+        assert_eq!(joined(loaded, true, true), vec![bootout.clone(), bootstrap]);
+        assert_eq!(joined(loaded, false, false), vec![bootout]);
+        assert_eq!(
+            joined(Manager::Systemd, true, true),
+            vec!["systemctl --user daemon-reload".to_string(), format!("systemctl --user enable --now {UNIT_NAME}")]
+        );
+        assert_eq!(joined(Manager::Systemd, true, false)[1], format!("systemctl --user enable {UNIT_NAME}"));
+        assert_eq!(joined(Manager::Systemd, false, false)[0], format!("systemctl --user disable --now {UNIT_NAME}"));
     }
 
     #[test]
