@@ -5,6 +5,8 @@
  *   helper flood N STAMPFILE [exit]  write "<ns>" to STAMPFILE, then N lines of 100 bytes + '\n' to stdout
  *                               (line i contains the rare word "quokka" when i % 200000 == 4321); last line
  *                               is "END-OF-FLOOD"; then sleep forever (so no supervisor restarts it), or exit 0 with `exit`
+ *   helper wait GATE READY CMD...  create READY (the "I am up" marker), wait until the file GATE exists (polled
+ *                               every 0.2 ms), then run as `helper CMD...` (several services start flooding at once)
  *
  * Built by bench/peers with `cc -O2`. Timestamps are CLOCK_MONOTONIC, the clock of Python's time.monotonic_ns.
  */
@@ -32,6 +34,14 @@ static void append(const char *file, char tag) {
 }
 
 int main(int argc, char **argv) {
+  if (argc >= 5 && strcmp(argv[1], "wait") == 0) {
+    int fd = open(argv[3], O_WRONLY | O_CREAT, 0644);
+    if (fd >= 0) close(fd);
+    struct timespec d = {0, 200000L};
+    while (access(argv[2], F_OK) != 0) nanosleep(&d, NULL);
+    argv[3] = argv[0];
+    return main(argc - 3, argv + 3);
+  }
   if (argc == 4 && strcmp(argv[1], "crash") == 0) {
     append(argv[2], 'S');
     long ms = atol(argv[3]);
