@@ -929,3 +929,49 @@ fn chunked_ingestion_across_many_blocks_reads_like_single_lines() {
         assert!(store.search(&SearchQuery { text: "\"line db\"".into(), ..Default::default() }).unwrap().is_empty());
     });
 }
+
+/// Nobody calls `flush_index`: a module that logs a line every 50 ms (never quiet for long) and a flood that
+/// stops both end up in the index on the writer's own schedule.
+#[test]
+fn the_index_catches_up_with_a_trickle_and_after_a_flood() {
+    let dir = tmp();
+    let store = Store::open(dir.path().join("s.db")).unwrap();
+    let sink = store.log_sink();
+    let p = project("shop");
+    let until = |what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let st = store.stats().unwrap();
+            if st.unindexed == 0 && st.log_rows > 0 {
+                return st;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: still {} lines unindexed", st.unindexed);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // A trickle: the writer never sees a quiet gap of its own, yet indexes a tail that gets old.
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < Duration::from_secs(3) {
+        sink.send(&p, ll("slow", 1, format!("tick {sent}"))).unwrap();
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(50)); // the module's pace, not a synchronisation
+        if start.elapsed() > Duration::from_millis(2_500) && store.stats().unwrap().unindexed < sent {
+            break;
+        }
+    }
+    assert!(store.stats().unwrap().unindexed < sent, "part of the trickle was indexed while it went on");
+    // A flood, then silence.
+    use steward_framework::lifecycle::LogChunk;
+    for c in 0..100 {
+        let mut chunk = LogChunk::new(Arc::from("fast"), 1, Stream::Stdout, now_ms());
+        for i in 0..1000 {
+            chunk.push(format!("flood {c} {i}").as_bytes(), false);
+        }
+        sink.send_chunk(&p, &chunk).unwrap();
+    }
+    store.flush().unwrap();
+    let st = until("the flood to be indexed");
+    assert_eq!(st.log_rows, sent as u64 + 100_000);
+    assert_eq!(search(&store, "flood").len(), 50);
+}

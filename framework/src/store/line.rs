@@ -198,7 +198,7 @@ fn classify(text: &str) -> (bool, Option<Level>) {
 pub(crate) fn process_chunk(chunk: &LogChunk, ts_ms: u64, pem: &mut PemState, out: &mut Lines) {
     let data = chunk.data();
     let clean = std::str::from_utf8(data).ok().filter(|_| !has_control_bytes(data));
-    let (Some(text), Some(mut triggers)) = (clean, clean.and_then(mask::trigger_positions)) else {
+    let (Some(text), Some(triggers)) = (clean, clean.and_then(mask::trigger_positions)) else {
         for (bytes, cut) in chunk.lines() {
             push_processed(out, process_line(bytes, cut, pem), ts_ms);
         }
@@ -206,6 +206,7 @@ pub(crate) fn process_chunk(chunk: &LogChunk, ts_ms: u64, pem: &mut PemState, ou
     };
     let body = text.strip_suffix('\n').unwrap_or(text);
     let mut cut = chunk.truncated().iter().copied().peekable();
+    let mut triggers = triggers.into_iter();
     let mut trigger = triggers.next();
     let mut start = 0;
     for (i, line) in body.split('\n').take(chunk.len()).enumerate() {
@@ -797,6 +798,8 @@ mod tests {
             b"caf\xc3\xa9 \xc2\xb0C",
             b"c1 \xc2\x9b control",
             b"apikey:SECRETVALUE",
+            b"DB_PaSsWoRd=MiXeD",
+            b"tOkEn: abc",
             b"X-Api-Key: zzz",
             b"auth=x",
             b"",

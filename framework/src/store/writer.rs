@@ -36,6 +36,18 @@ use super::{
 };
 use crate::lifecycle::{Event, EventKind, RunId, State, Stream, now_ms};
 
+/// During a flood, indexing waits until no log line has arrived for this long (or the tail passes
+/// [`MAX_UNINDEXED_ROWS`]): the flood is taken in first, at full speed, and indexed once it stops; the tail is
+/// searchable meanwhile.
+const INDEX_QUIET: Duration = Duration::from_millis(200);
+
+/// A batch with fewer log lines than this is not a flood: modules that log steadily but slowly never leave a
+/// quiet gap, so their lines are indexed once the tail is [`INDEX_STEADY_AGE`] old.
+const FLOOD_BATCH_LINES: usize = 2_000;
+
+/// How old the tail may get under steady, slow logging before it is indexed anyway.
+const INDEX_STEADY_AGE: Duration = Duration::from_secs(1);
+
 /// How often an idle writer looks at retention.
 const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -169,6 +181,10 @@ struct WriterState {
     index_retry_at: Option<Instant>,
     /// When the oldest unindexed block was committed (for `index_delay`).
     tail_since: Option<Instant>,
+    /// When the last log lines were committed (indexing waits for [`INDEX_QUIET`]).
+    last_logs_at: Option<Instant>,
+    /// Log lines in the last batch (a flood, or steady logging: see [`FLOOD_BATCH_LINES`]).
+    last_batch_lines: usize,
 }
 
 impl WriterState {
@@ -224,6 +240,8 @@ impl Writer {
                 last_log_id,
                 index_retry_at: None,
                 tail_since: (last_log_id > indexed_upto).then(Instant::now),
+                last_logs_at: None,
+                last_batch_lines: 0,
             },
         }
     }
@@ -267,11 +285,17 @@ impl Writer {
         self.st.gate.close();
     }
 
-    /// Opportunistic indexing is allowed: rows wait, the tail is old enough, no recent error.
+    /// Opportunistic indexing is allowed: lines wait, the tail is old enough, no recent error, and no flood
+    /// is coming in (no line for [`INDEX_QUIET`], or only a trickle and a tail older than
+    /// [`INDEX_STEADY_AGE`]).
     fn can_index(&self) -> bool {
+        let tail_age = self.st.tail_since.map_or(Duration::ZERO, |t| t.elapsed());
+        let calm = self.st.last_logs_at.is_none_or(|t| t.elapsed() >= INDEX_QUIET)
+            || (self.st.last_batch_lines < FLOOD_BATCH_LINES && tail_age >= INDEX_STEADY_AGE);
         self.st.unindexed() > 0
             && self.st.index_retry_at.is_none_or(|t| Instant::now() >= t)
             && self.st.tail_since.is_none_or(|t| t.elapsed() >= self.st.opts.index_delay)
+            && calm
     }
 
     /// Time until the tail may be indexed: old enough, and past a failed step's retry time (a long time when
@@ -281,7 +305,8 @@ impl Writer {
             Some(t) if self.st.unindexed() > 0 => {
                 let retry =
                     self.st.index_retry_at.map_or(Duration::ZERO, |r| r.saturating_duration_since(Instant::now()));
-                self.st.opts.index_delay.saturating_sub(t.elapsed()).max(retry)
+                let quiet = self.st.last_logs_at.map_or(Duration::ZERO, |l| INDEX_QUIET.saturating_sub(l.elapsed()));
+                self.st.opts.index_delay.saturating_sub(t.elapsed()).max(retry).max(quiet)
             }
             _ => RETENTION_IDLE_CHECK_EVERY,
         }
@@ -557,6 +582,10 @@ impl Writer {
             None => {
                 self.st.counters.written.fetch_add(log_rows, Ordering::Relaxed);
                 self.st.written_since_retention |= rows > 0;
+                if log_rows > 0 {
+                    self.st.last_logs_at = Some(Instant::now());
+                }
+                self.st.last_batch_lines = log_rows as usize;
             }
             Some(e) => {
                 self.rollback();
@@ -768,9 +797,10 @@ impl Writer {
         Ok(report)
     }
 
-    /// The last line id of the oldest blocks that pass `old(lines, ts_last)`, taken in id order while they
-    /// pass and until about `max_lines` lines (at least one block); None when the oldest block does not pass.
-    fn blocks_prefix(&self, old: impl Fn(i64, i64) -> bool, max_lines: i64) -> rusqlite::Result<Option<i64>> {
+    /// The oldest blocks that pass `old(lines, ts_last)`, taken in id order while they pass and until about
+    /// `max_lines` lines (at least one block): the last one's (block id, last line id); None when the oldest
+    /// block does not pass.
+    fn blocks_prefix(&self, old: impl Fn(i64, i64) -> bool, max_lines: i64) -> rusqlite::Result<Option<(i64, i64)>> {
         let mut stmt = self.conn.prepare_cached("SELECT id, lines, ts_last FROM log_blocks ORDER BY id")?;
         let mut rows = stmt.query([])?;
         let (mut upto, mut taken) = (None, 0i64);
@@ -779,21 +809,21 @@ impl Writer {
             if !old(lines, ts_last) || (taken > 0 && taken + lines > max_lines) {
                 break;
             }
-            upto = Some(id + lines - 1);
+            upto = Some((id, id + lines - 1));
             taken += lines;
         }
         Ok(upto)
     }
 
-    /// Deletes the blocks whose lines are all `<= upto` and drops the index parts that no longer cover any
-    /// line; returns the lines deleted.
-    fn delete_logs_upto(&mut self, upto: i64) -> rusqlite::Result<u64> {
+    /// Deletes the blocks up to and including block `block` (whose last line is `upto`) and drops the index
+    /// parts that no longer cover any line; returns the lines deleted.
+    fn delete_logs_upto(&mut self, (block, upto): (i64, i64)) -> rusqlite::Result<u64> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let n: i64 = self
             .conn
-            .prepare_cached("SELECT coalesce(sum(lines), 0) FROM log_blocks WHERE id + lines - 1 <= ?1")?
-            .query_row([upto], |r| r.get(0))?;
-        self.conn.prepare_cached("DELETE FROM log_blocks WHERE id + lines - 1 <= ?1")?.execute([upto])?;
+            .prepare_cached("SELECT coalesce(sum(lines), 0) FROM log_blocks WHERE id <= ?1")?
+            .query_row([block], |r| r.get(0))?;
+        self.conn.prepare_cached("DELETE FROM log_blocks WHERE id <= ?1")?.execute([block])?;
         let expired: Vec<i64> = self
             .conn
             .prepare_cached("SELECT part FROM block_index_parts WHERE last_id <= ?1")?
