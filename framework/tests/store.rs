@@ -974,4 +974,17 @@ fn the_index_catches_up_with_a_trickle_and_after_a_flood() {
     let st = until("the flood to be indexed");
     assert_eq!(st.log_rows, sent as u64 + 100_000);
     assert_eq!(search(&store, "flood").len(), 50);
+    // Once the flow is quiet the writer also checkpoints: the database file itself holds every page in use
+    // (during the flood they were only in the WAL).
+    let db = dir.path().join("s.db");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let used = store.stats().unwrap().used_bytes;
+        let len = std::fs::metadata(&db).unwrap().len();
+        if len >= used {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no checkpoint: the file has {len} of {used} bytes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

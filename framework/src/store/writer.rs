@@ -185,6 +185,10 @@ struct WriterState {
     last_logs_at: Option<Instant>,
     /// Log lines in the last batch (a flood, or steady logging: see [`FLOOD_BATCH_LINES`]).
     last_batch_lines: usize,
+    /// Commits since the last checkpoint (the WAL holds pages the database file does not have yet).
+    wal_dirty: bool,
+    /// A checkpoint left frames behind (a reader held them): the next try waits until then.
+    checkpoint_retry_at: Option<Instant>,
 }
 
 impl WriterState {
@@ -242,6 +246,8 @@ impl Writer {
                 tail_since: (last_log_id > indexed_upto).then(Instant::now),
                 last_logs_at: None,
                 last_batch_lines: 0,
+                wal_dirty: true,
+                checkpoint_retry_at: None,
             },
         }
     }
@@ -249,11 +255,13 @@ impl Writer {
     /// The thread's body.
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
         loop {
-            let busy = self.st.retention_behind || self.can_index();
+            let busy = self.st.retention_behind || self.can_index() || self.can_checkpoint();
             let wait = if busy {
                 Duration::ZERO
             } else {
-                self.until_index_due().min(self.retention_every().saturating_sub(self.st.last_retention.elapsed()))
+                self.until_index_due()
+                    .min(self.until_checkpoint_due())
+                    .min(self.retention_every().saturating_sub(self.st.last_retention.elapsed()))
             };
             let first = match rx.recv_timeout(wait) {
                 Ok(m) => m,
@@ -261,6 +269,8 @@ impl Writer {
                     // Idle: do deferred work, one step, then look at the queue again.
                     if self.can_index() {
                         self.index_step(INDEX_STEP_ROWS);
+                    } else if self.can_checkpoint() {
+                        self.checkpoint();
                     } else {
                         self.retention_tick();
                     }
@@ -296,6 +306,41 @@ impl Writer {
             && self.st.index_retry_at.is_none_or(|t| Instant::now() >= t)
             && self.st.tail_since.is_none_or(|t| t.elapsed() >= self.st.opts.index_delay)
             && calm
+    }
+
+    /// The WAL has pages to copy into the database, no log line arrived for [`INDEX_QUIET`], and no
+    /// unfinished checkpoint asked to wait.
+    fn can_checkpoint(&self) -> bool {
+        self.st.wal_dirty
+            && self.st.last_logs_at.is_none_or(|t| t.elapsed() >= INDEX_QUIET)
+            && self.st.checkpoint_retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Time until [`Writer::can_checkpoint`] may hold (a long time when the WAL is clean).
+    fn until_checkpoint_due(&self) -> Duration {
+        if !self.st.wal_dirty {
+            return RETENTION_IDLE_CHECK_EVERY;
+        }
+        let quiet = self.st.last_logs_at.map_or(Duration::ZERO, |l| INDEX_QUIET.saturating_sub(l.elapsed()));
+        let retry = self.st.checkpoint_retry_at.map_or(Duration::ZERO, |r| r.saturating_duration_since(Instant::now()));
+        quiet.max(retry)
+    }
+
+    /// Copies the WAL into the database without waiting for readers (`PASSIVE`); the WAL counts as clean
+    /// once every frame was copied.
+    fn checkpoint(&mut self) {
+        match self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((_, log, done)) => {
+                self.st.wal_dirty = done < log;
+                self.st.checkpoint_retry_at = self.st.wal_dirty.then(|| Instant::now() + RETENTION_CHECK_EVERY);
+            }
+            Err(e) => {
+                self.st.checkpoint_retry_at = Some(Instant::now() + RETENTION_CHECK_EVERY);
+                tracing::debug!("checkpoint failed: {e}");
+            }
+        }
     }
 
     /// Time until the tail may be indexed: old enough, and past a failed step's retry time (a long time when
@@ -582,6 +627,7 @@ impl Writer {
             None => {
                 self.st.counters.written.fetch_add(log_rows, Ordering::Relaxed);
                 self.st.written_since_retention |= rows > 0;
+                self.st.wal_dirty |= rows > 0;
                 if log_rows > 0 {
                     self.st.last_logs_at = Some(Instant::now());
                 }
