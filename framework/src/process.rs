@@ -756,14 +756,13 @@ impl ProcTable {
 /// The process table kept from one sample to the next, so that a sample costs in proportion to the trees
 /// asked for, not to every process on the machine.
 ///
-/// Generating `/proc/PID/stat` is most of a sample's cost (the kernel formats ~50 fields per process), and a
-/// developer's machine runs hundreds of processes. A [`refresh`](Self::refresh) lists `/proc` (one
-/// `getdents`, cheap) and reads `stat` only for pids it has not seen and for the members of the trees asked
-/// for since the previous refresh; other processes keep their last reading. That is exact for trees: a
-/// process joins a tree only by being forked inside it (a new pid) — its parent and group do not change
-/// otherwise. What it could miss (a pid reused between two refreshes, a process moving into a module's
-/// group with `setpgid`) is caught by a full re-read every [`FULL_EVERY`](Self::FULL_EVERY) refreshes.
-/// Other systems read the whole table each time.
+/// Listing `/proc` and generating `/proc/PID/stat` for every process is most of a full read's cost (a
+/// developer's machine runs hundreds of processes). A [`refresh`](Self::refresh) on Linux reads only the
+/// members of the trees asked for since the previous refresh and, through `/proc/PID/task/TID/children`,
+/// their descendants: a process joins a tree by being forked inside it, so walking down from the known
+/// members finds every new one. What that could miss (an orphan whose parent exited between two refreshes,
+/// a process moving into a module's group with `setpgid`) is caught by a full read every
+/// [`FULL_EVERY`](Self::FULL_EVERY) refreshes. Other systems read the whole table each time.
 #[derive(Debug, Default)]
 pub struct ProcWatch {
     current: ProcTable,
@@ -788,14 +787,14 @@ impl ProcWatch {
         let watched = std::mem::take(&mut self.watched);
         #[cfg(target_os = "linux")]
         if !full {
-            let old = &self.current.table;
-            let mut table = HashMap::with_capacity(old.len() + 16);
-            for pid in linux::pids() {
-                let info = match old.get(&pid) {
-                    Some(info) if !watched.contains(&pid) => Some(*info),
-                    _ => linux::read(pid),
-                };
-                if let Some(info) = info {
+            let mut table = HashMap::with_capacity(watched.len() + 8);
+            let mut queue: Vec<u32> = watched.into_iter().collect();
+            while let Some(pid) = queue.pop() {
+                if table.contains_key(&pid) {
+                    continue;
+                }
+                if let Some(info) = linux::read(pid) {
+                    queue.extend(linux::children(pid, info.threads));
                     table.insert(pid, info);
                 }
             }
@@ -807,10 +806,14 @@ impl ProcWatch {
         self.current = ProcTable::read();
     }
 
-    /// [`ProcTable::tree`] on the last refresh; its members are re-read at the next one.
+    /// [`ProcTable::tree`] on the last refresh; its members (or the pid itself, for a run the table has not
+    /// seen yet) are re-read at the next one.
     pub fn tree(&mut self, pid: u32) -> Option<TreeUsage> {
         let members = self.current.members(pid);
         let usage = self.current.usage(&members);
+        if pid != 0 {
+            self.watched.insert(pid);
+        }
         self.watched.extend(members);
         usage
     }
@@ -826,6 +829,8 @@ struct ProcInfo {
     rss_bytes: u64,
     /// User + system CPU time, milliseconds.
     cpu_ms: u64,
+    /// Threads (children can hang off any of them).
+    threads: u32,
 }
 
 #[cfg(target_os = "linux")]
@@ -878,13 +883,33 @@ mod linux {
         // Fields 14 and 15: utime and stime, in clock ticks.
         let utime: u64 = fields.get(11)?.parse().ok()?;
         let stime: u64 = fields.get(12)?.parse().ok()?;
+        // Field 20: number of threads.
+        let threads: u32 = fields.get(17)?.parse().ok()?;
         Some(ProcInfo {
             ppid,
             pgrp,
             live: !matches!(state, 'Z' | 'X' | 'x'),
             rss_bytes: rss_pages * page_size(),
             cpu_ms: (utime + stime) * 1000 / clock_ticks(),
+            threads,
         })
+    }
+
+    /// The direct children of `pid` (from each thread's `children` file: a child belongs to the thread that
+    /// forked it). Empty when the process is gone or the kernel lacks `CONFIG_PROC_CHILDREN` — then new
+    /// descendants wait for the next full read.
+    pub(super) fn children(pid: u32, threads: u32) -> Vec<u32> {
+        let parse =
+            |text: String| -> Vec<u32> { text.split_ascii_whitespace().filter_map(|s| s.parse().ok()).collect() };
+        if threads <= 1 {
+            return std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).map(parse).unwrap_or_default();
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(parse)
+            .collect()
     }
 
     fn clock_ticks() -> u64 {
@@ -940,6 +965,7 @@ mod portable {
                     live: !matches!(process.status(), ProcessStatus::Zombie | ProcessStatus::Dead),
                     rss_bytes: process.memory(),
                     cpu_ms: process.accumulated_cpu_time(),
+                    threads: process.tasks().map_or(1, |t| t.len() as u32),
                 },
             );
         }

@@ -48,6 +48,14 @@ const FLOOD_BATCH_LINES: usize = 2_000;
 /// How old the tail may get under steady, slow logging before it is indexed anyway.
 const INDEX_STEADY_AGE: Duration = Duration::from_secs(1);
 
+/// A quiet writer checkpoints once this many log lines (or other rows) were committed since the last
+/// checkpoint, or [`CHECKPOINT_EVERY`] after it: a module that logs a line a second must not cost a checkpoint
+/// (and its fsyncs) a second.
+const CHECKPOINT_ROWS: u64 = 20_000;
+
+/// See [`CHECKPOINT_ROWS`].
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(300);
+
 /// How often an idle writer looks at retention.
 const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -187,6 +195,9 @@ struct WriterState {
     last_batch_lines: usize,
     /// Commits since the last checkpoint (the WAL holds pages the database file does not have yet).
     wal_dirty: bool,
+    /// Rows committed since the last checkpoint, and when it was.
+    rows_since_checkpoint: u64,
+    last_checkpoint: Instant,
     /// A checkpoint left frames behind (a reader held them): the next try waits until then.
     checkpoint_retry_at: Option<Instant>,
 }
@@ -247,6 +258,8 @@ impl Writer {
                 last_logs_at: None,
                 last_batch_lines: 0,
                 wal_dirty: true,
+                rows_since_checkpoint: 0,
+                last_checkpoint: Instant::now(),
                 checkpoint_retry_at: None,
             },
         }
@@ -308,22 +321,26 @@ impl Writer {
             && calm
     }
 
-    /// The WAL has pages to copy into the database, no log line arrived for [`INDEX_QUIET`], and no
-    /// unfinished checkpoint asked to wait.
+    /// The WAL holds enough to copy into the database ([`CHECKPOINT_ROWS`], or anything after
+    /// [`CHECKPOINT_EVERY`]), no log line arrived for [`INDEX_QUIET`], and no unfinished checkpoint asked to
+    /// wait.
     fn can_checkpoint(&self) -> bool {
-        self.st.wal_dirty
-            && self.st.last_logs_at.is_none_or(|t| t.elapsed() >= INDEX_QUIET)
-            && self.st.checkpoint_retry_at.is_none_or(|t| Instant::now() >= t)
+        self.until_checkpoint_due().is_zero()
     }
 
-    /// Time until [`Writer::can_checkpoint`] may hold (a long time when the WAL is clean).
+    /// Time until [`Writer::can_checkpoint`] holds (a long time when the WAL is clean).
     fn until_checkpoint_due(&self) -> Duration {
         if !self.st.wal_dirty {
             return RETENTION_IDLE_CHECK_EVERY;
         }
         let quiet = self.st.last_logs_at.map_or(Duration::ZERO, |l| INDEX_QUIET.saturating_sub(l.elapsed()));
         let retry = self.st.checkpoint_retry_at.map_or(Duration::ZERO, |r| r.saturating_duration_since(Instant::now()));
-        quiet.max(retry)
+        let enough = if self.st.rows_since_checkpoint >= CHECKPOINT_ROWS {
+            Duration::ZERO
+        } else {
+            CHECKPOINT_EVERY.saturating_sub(self.st.last_checkpoint.elapsed())
+        };
+        quiet.max(retry).max(enough)
     }
 
     /// Copies the WAL into the database without waiting for readers (`PASSIVE`); the WAL counts as clean
@@ -333,6 +350,8 @@ impl Writer {
             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         }) {
             Ok((_, log, done)) => {
+                self.st.last_checkpoint = Instant::now();
+                self.st.rows_since_checkpoint = 0;
                 self.st.wal_dirty = done < log;
                 self.st.checkpoint_retry_at = self.st.wal_dirty.then(|| Instant::now() + RETENTION_CHECK_EVERY);
             }
@@ -628,6 +647,7 @@ impl Writer {
                 self.st.counters.written.fetch_add(log_rows, Ordering::Relaxed);
                 self.st.written_since_retention |= rows > 0;
                 self.st.wal_dirty |= rows > 0;
+                self.st.rows_since_checkpoint += rows as u64;
                 if log_rows > 0 {
                     self.st.last_logs_at = Some(Instant::now());
                 }
