@@ -280,12 +280,19 @@ struct IdleResult {
     threads: usize,
     thread_names: BTreeMap<String, usize>,
     up_ms: f64,
+    /// Functions of daemon/hot-symbols.txt (the idle code lld lays out together) the binary has, of those
+    /// listed: a list gone stale (a version bump renames symbols) shows here as a low share.
+    hot_symbols_present: usize,
+    hot_symbols_listed: usize,
 }
 
 #[derive(Serialize)]
 struct RpcResult {
     warmup: usize,
     sequential: Stats,
+    /// The machine's floor: the same client and framing against a minimal server in this process that
+    /// answers every request at once with the daemon's own status reply.
+    floor: Option<Stats>,
     in_flight: usize,
     concurrent_requests: usize,
     concurrent_secs: f64,
@@ -436,6 +443,7 @@ async fn idle(o: &Opts, c: &Client, pid: u32) -> R<IdleResult> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     let ticks = t1 - t0;
+    let hot = hot_symbols(&o.steward);
     Ok(IdleResult {
         modules_running: running,
         window_s: (wall * 100.0).round() / 100.0,
@@ -451,7 +459,22 @@ async fn idle(o: &Opts, c: &Client, pid: u32) -> R<IdleResult> {
         threads: thread_names(pid).values().sum(),
         thread_names: thread_names(pid),
         up_ms: (up_ms * 10.0).round() / 10.0,
+        hot_symbols_present: hot.0,
+        hot_symbols_listed: hot.1,
     })
+}
+
+/// (present in the binary, listed) for daemon/hot-symbols.txt; (0, 0) without the list or `nm`.
+fn hot_symbols(binary: &Path) -> (usize, usize) {
+    let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("hot-symbols.txt");
+    let Ok(text) = std::fs::read_to_string(list) else { return (0, 0) };
+    let listed: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let Ok(out) = Command::new("nm").arg(binary).output() else { return (0, listed.len()) };
+    let names: std::collections::HashSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+        .collect();
+    (listed.iter().filter(|n| names.contains(**n)).count(), listed.len())
 }
 
 async fn rpc(o: &Opts, c: &Client) -> R<RpcResult> {
@@ -466,6 +489,13 @@ async fn rpc(o: &Opts, c: &Client) -> R<RpcResult> {
         lat.push(t.elapsed().as_secs_f64() * 1e6);
         std::hint::black_box(s);
     }
+    let floor = match floor_stats(c, o.requests).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("daemon_bench: no floor measurement: {e}");
+            None
+        }
+    };
     let in_flight = 8;
     let total = o.requests * 2;
     let per = total / in_flight;
@@ -491,12 +521,87 @@ async fn rpc(o: &Opts, c: &Client) -> R<RpcResult> {
     Ok(RpcResult {
         warmup,
         sequential: stats(&mut lat),
+        floor,
         in_flight,
         concurrent_requests: all.len(),
         concurrent_secs: (secs * 1000.0).round() / 1000.0,
         throughput_per_s: (all.len() as f64 / secs).round(),
         concurrent_latency: stats(&mut all),
     })
+}
+
+/// `n` status round trips against a minimal server (the floor of what this machine allows for a round trip
+/// over a Unix socket between two sleeping threads; see `docs/performance.md`).
+async fn floor_stats(c: &Client, n: usize) -> R<Stats> {
+    let canned =
+        serde_json::to_string(&c.status().await.map_err(|e| format!("status: {e}"))?).map_err(|e| e.to_string())?;
+    // Not under tempfile_dir(): that one is the daemon's, and making it again would empty it.
+    let home = std::env::temp_dir().join(format!("steward-daemon-bench-floor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let sock = paths::socket_path(&home);
+    std::fs::create_dir_all(sock.parent().ok_or("socket path")?).map_err(|e| e.to_string())?;
+    let listener = std::os::unix::net::UnixListener::bind(&sock).map_err(|e| format!("bind: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        // The daemon's runtime: multi-thread with one worker.
+        let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() else {
+            return;
+        };
+        rt.block_on(async move {
+            let Ok(listener) = tokio::net::UnixListener::from_std(listener) else { return };
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(floor_session(stream, canned.clone()));
+            }
+        });
+    });
+    let fc = Client::connect(&home).await.map_err(|e| format!("floor connect: {e}"))?;
+    for _ in 0..1_000 {
+        fc.status().await.map_err(|e| format!("floor status: {e}"))?;
+    }
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        std::hint::black_box(fc.status().await.map_err(|e| format!("floor status: {e}"))?);
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let _ = std::fs::remove_dir_all(&home);
+    Ok(stats(&mut lat))
+}
+
+/// One connection of the floor server: LSP framing; every request is answered at once (`initialize` with
+/// no capabilities, anything else with `canned`); notifications are read and dropped.
+async fn floor_session(stream: tokio::net::UnixStream, canned: String) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    loop {
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("Content-Length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        if read.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(&body) else { return };
+        let Some(id) = msg.get("id") else { continue };
+        let result = if msg["method"] == "initialize" { "{\"capabilities\":{}}" } else { canned.as_str() };
+        let reply = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}");
+        let framed = format!("Content-Length: {}\r\n\r\n{reply}", reply.len());
+        if write.write_all(framed.as_bytes()).await.is_err() {
+            return;
+        }
+    }
 }
 
 const WRITER: &str = r#"import sys, time
@@ -678,7 +783,8 @@ fn markdown(r: &Report) -> String {
              | VmHWM (peak so far: start-up, open, up) | {} |\n\
              | VmSize | {} |\n\
              | Threads | {} ({}) |\n\
-             | open + up (wait) of the demo | {} ms |\n",
+             | open + up (wait) of the demo | {} ms |\n\
+             | Idle code laid out together (daemon/hot-symbols.txt functions in the binary) | {} of {} |\n",
             i.modules_running,
             i.window_s,
             i.cpu_ticks,
@@ -693,6 +799,8 @@ fn markdown(r: &Report) -> String {
             i.threads,
             i.thread_names.iter().map(|(k, v)| format!("`{k}` ×{v}")).collect::<Vec<_>>().join(", "),
             f(i.up_ms),
+            i.hot_symbols_present,
+            i.hot_symbols_listed,
         ));
     }
     if let Some(rp) = &r.rpc {
@@ -713,6 +821,9 @@ fn markdown(r: &Report) -> String {
             rp.warmup
         ));
         s.push_str(&row("sequential (1 in flight)", &rp.sequential));
+        if let Some(fl) = &rp.floor {
+            s.push_str(&row("floor: a minimal server, same client, same reply", fl));
+        }
         s.push_str(&row(&format!("{} in flight", rp.in_flight), &rp.concurrent_latency));
         s.push_str(&format!(
             "\nThroughput with {} requests in flight: **{:.0} requests/s** ({} requests in {:.2} s).\n",
