@@ -100,7 +100,6 @@ struct Incident {
 }
 
 impl DaemonState {
-    /// State for a daemon whose store and home are ready.
     /// Why the last scheduled backup failed, while no backup has succeeded since.
     pub fn backup_failure(&self) -> Option<String> {
         self.backup_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -112,6 +111,7 @@ impl DaemonState {
         *self.backup_failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
     }
 
+    /// State for a daemon whose store and home are ready.
     pub fn new(
         home: PathBuf,
         store: Store,
