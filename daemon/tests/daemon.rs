@@ -309,6 +309,46 @@ async fn bad_messages_get_json_rpc_errors_and_the_session_survives() {
     assert_eq!(raw.request(9, p::STATUS, json!({}))["result"]["pid"], d.pid());
 }
 
+/// `steward/status` is answered by the framing layer's fast path once the session is initialized; its replies
+/// must be exactly what the library's way gives: the same result, the request's id as sent (a number or a
+/// string), errors from the one place that shapes them, and nothing before `initialize`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_replies_are_the_same_on_the_fast_path_and_the_normal_one() {
+    let d = Daemon::start();
+    let mut raw = d.raw();
+    // Before initialize: the library answers (-32002, server not initialized).
+    assert_eq!(error_code(&raw.request(1, p::STATUS, json!({}))), -32002);
+    // After `initialize` but before `initialized`: the library's way.
+    let r = raw.request(0, "initialize", json!({"capabilities": {}}));
+    assert!(r.get("result").is_some(), "{r}");
+    let slow = raw.request(2, p::STATUS, json!({}));
+    raw.send(&json!({"jsonrpc": "2.0", "method": "initialized", "params": {}}));
+    // From here on, the fast path (a string id is echoed as a string; absent params are as good as {}).
+    raw.send(&json!({"jsonrpc": "2.0", "id": "s-3", "method": p::STATUS}));
+    let fast = loop {
+        let m = raw.msg();
+        if m.get("id") == Some(&json!("s-3")) {
+            break m;
+        }
+    };
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&fast), ["id", "jsonrpc", "result"], "{fast}");
+    assert_eq!(fast["jsonrpc"], "2.0");
+    let without_time = |v: &Value| {
+        let mut r = v["result"].clone();
+        for k in ["uptimeMs", "ipc", "ipcScore", "system"] {
+            r.as_object_mut().unwrap().remove(k);
+        }
+        r
+    };
+    assert_eq!(without_time(&fast), without_time(&slow), "fast {fast}\nslow {slow}");
+    // An error takes the normal way: the same code and message shape as every other method's.
+    let e = raw.request(4, p::STATUS, json!({"project": "nope"}));
+    assert_eq!(error_code(&e), p::ERROR_PROJECT_NOT_FOUND, "{e}");
+    let e = raw.request(5, p::STATUS, json!({"project": 7}));
+    assert_eq!(error_code(&e), -32602, "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_answers_internal_error_and_the_session_lives_on() {
     let d = Daemon::builder().env("STEWARD_DEBUG_PANIC_METHOD", p::PROFILE_LIST).start();

@@ -48,6 +48,12 @@ fn not_stopping(ctx: &Ctx) -> Result<()> {
 
 /// `steward/status`.
 pub async fn status(ctx: Ctx, params: p::StatusParams) -> Result<p::StatusResult> {
+    status_now(&ctx, params)
+}
+
+/// `steward/status` without waiting on anything: also answered by the framing layer's fast path
+/// (`server::Fast`).
+pub fn status_now(ctx: &Ctx, params: p::StatusParams) -> Result<p::StatusResult> {
     let projects = match params.project.as_deref() {
         Some(key) => vec![ctx.state.resolve(key)?],
         None => ctx.state.projects(),
