@@ -197,7 +197,7 @@ impl Client {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let out = paths::log_dir(home).join("daemon.out");
+        let out = paths::daemon_out(home);
         let tail: String = std::fs::read_to_string(&out)
             .map(|t| t.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
             .unwrap_or_default();
@@ -452,13 +452,13 @@ fn spawn_daemon(home: &Path, opts: &StartOptions) -> Result<std::process::Child>
         }
     };
     let logs = paths::log_dir(home);
-    std::fs::create_dir_all(&logs).map_err(|e| ClientError::Start(format!("{}: {e}", logs.display())))?;
+    paths::create_private_dir(&logs).map_err(|e| ClientError::Start(format!("{}: {e}", logs.display())))?;
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
-        .open(logs.join("daemon.out"))
-        .map_err(|e| ClientError::Start(format!("{}: {e}", logs.display())))?;
+        .open(paths::daemon_out(home))
+        .map_err(|e| ClientError::Start(format!("{}: {e}", paths::daemon_out(home).display())))?;
     let err = out.try_clone()?;
     let mut cmd = std::process::Command::new(&program);
     cmd.arg("daemon")

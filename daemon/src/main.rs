@@ -66,6 +66,9 @@ enum Command {
     /// home: `$XDG_DATA_HOME/steward` or `~/.local/share/steward`). Other commands start it in the
     /// background when it is not running. Its log is `$STEWARD_HOME/logs/daemon.log`.
     ///
+    /// After a daemon that did not stop cleanly (killed, crashed), the next one ends the module processes it
+    /// left and brings back the stacks that were up (`STEWARD_RESUME`: crash, always or never).
+    ///
     /// Exit status of `steward daemon`: 0 after a clean stop, 1 when a daemon already runs for this home,
     /// 2 when it cannot start.
     Daemon {

@@ -40,11 +40,17 @@ impl Home {
             .map(|k| (k.to_string(), free_port().to_string()))
             .collect();
         let mut h = Home { dir, home, mark, ports, daemon: None };
+        h.start_daemon();
+        h
+    }
+
+    /// Starts the daemon (in the foreground, as a child of the test) and waits for its socket.
+    fn start_daemon(&mut self) {
         // The daemon itself does not know the ports.
-        let (k, v) = h.mark.split_once('=').unwrap();
+        let (k, v) = self.mark.split_once('=').unwrap();
         let child = Command::new(steward_bin())
             .arg("daemon")
-            .env("STEWARD_HOME", &h.home)
+            .env("STEWARD_HOME", &self.home)
             .env(k, v)
             .env_remove("DEMO_DB_PORT")
             .env_remove("DEMO_QUEUE_PORT")
@@ -54,10 +60,23 @@ impl Home {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        h.daemon = Some(child);
-        let socket = h.home.join("run/steward.sock");
+        self.daemon = Some(child);
+        let socket = self.home.join("run/steward.sock");
         wait_until(Duration::from_secs(20), "the daemon's socket", || UnixStream::connect(&socket).is_ok());
-        h
+    }
+
+    /// SIGKILLs the daemon (its modules live on, until the next daemon ends them).
+    fn crash_daemon(&mut self) {
+        let mut c = self.daemon.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    /// `steward daemon stop`, and waits for the daemon to exit.
+    fn stop_daemon(&mut self) {
+        self.ok(&["daemon", "stop"]);
+        let mut c = self.daemon.take().unwrap();
+        wait_until(Duration::from_secs(20), "the daemon to exit", || c.try_wait().unwrap().is_some());
     }
 
     /// `steward ARGS` with this home and the demo ports, in a directory without a steward.toml.
@@ -255,4 +274,51 @@ fn errors_have_exit_codes_and_positions() {
     let out = h.run(&["completions", "bash"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("steward"));
+}
+
+#[test]
+fn a_stack_that_was_up_comes_back_after_a_daemon_crash_but_not_after_a_clean_stop() {
+    let mut h = Home::new();
+    let file = demo();
+    let f = file.to_str().unwrap();
+    h.ok(&["up", "-f", f, "--profile", "minimal"]);
+    let before = h.json(&["status", "-f", f]);
+    let old: Vec<u64> = before["modules"].as_array().unwrap().iter().filter_map(|m| m["pid"].as_u64()).collect();
+    assert_eq!(old.len(), 3, "{before}");
+
+    h.crash_daemon();
+    h.start_daemon();
+    // Resumed before the socket answered: the project is open and up, on the same profile, and its modules
+    // reach the ports that only the CLI's environment knew (the variables were recorded, not the shell's).
+    let st = h.json(&["status", "-f", f]);
+    assert_eq!(st["profile"], "minimal", "{st}");
+    wait_until(Duration::from_secs(30), "the resumed modules to run", || {
+        let st = h.json(&["status", "-f", f]);
+        st["modules"].as_array().unwrap().iter().all(|m| m["state"] == "running")
+    });
+    let st = h.json(&["status", "-f", f]);
+    let new: Vec<u64> = st["modules"].as_array().unwrap().iter().filter_map(|m| m["pid"].as_u64()).collect();
+    assert_eq!(new.len(), 3, "{st}");
+    for pid in &old {
+        assert!(!alive(*pid as u32), "pid {pid} of the crashed daemon's run is alive");
+        assert!(!new.contains(pid));
+    }
+    let api_port = &h.ports.iter().find(|(k, _)| k == "DEMO_API_PORT").unwrap().1;
+    std::net::TcpStream::connect(format!("127.0.0.1:{api_port}")).expect("the resumed api listens on DEMO_API_PORT");
+    let hits = h.json(&["memory", "search", "resumed", "--kind", "note"]);
+    let hit = hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["snippet"].as_str().unwrap_or("").contains("not stop cleanly"));
+    assert!(hit.is_some(), "no resume note: {hits}");
+    let record = std::fs::read_to_string(h.home.join("run/projects.json")).unwrap();
+    assert!(!record.contains("\"PATH\""), "the daemon's own variables were recorded:\n{record}");
+
+    // A clean stop: the next daemon starts with nothing open.
+    h.stop_daemon();
+    assert!(h.leftovers().is_empty(), "left behind: {:?}", h.leftovers());
+    h.start_daemon();
+    let all = h.json(&["status"]);
+    assert_eq!(all["projects"].as_array().unwrap().len(), 0, "{all}");
 }

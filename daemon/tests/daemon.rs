@@ -436,6 +436,10 @@ async fn the_client_starts_a_daemon_when_none_runs() {
     let c = Client::connect_or_start_with(&home, &opts).await.unwrap();
     let s = c.status().await.unwrap();
     assert!(alive(s.pid));
+    // The home the client created is private like one the daemon creates (it holds logs and notes).
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&home), 0o700);
+    assert_eq!(mode(&paths::log_dir(&home)), 0o700);
     // A second client finds the same daemon.
     assert_eq!(Client::connect_or_start_with(&home, &opts).await.unwrap().status().await.unwrap().pid, s.pid);
     let out = Command::new(steward_bin()).args(["daemon", "status"]).env("STEWARD_HOME", &home).output().unwrap();

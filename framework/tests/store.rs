@@ -972,7 +972,7 @@ fn the_index_catches_up_with_a_trickle_and_after_a_flood() {
     }
     store.flush().unwrap();
     let st = until("the flood to be indexed");
-    assert_eq!(st.log_rows, sent as u64 + 100_000);
+    assert_eq!(st.log_rows, sent + 100_000);
     assert_eq!(search(&store, "flood").len(), 50);
     // Once the flow is quiet the writer also checkpoints: the database file itself holds every page in use
     // (during the flood they were only in the WAL).

@@ -921,7 +921,7 @@ pub struct Note {
     pub text: String,
     /// Tags (`incident` on the daemon's crash notes).
     pub tags: Vec<String>,
-    /// Where it came from: `cli`, `editor`, `incident` (written by the daemon for a crash), …
+    /// Where it came from: `cli`, `editor`, `incident` (written by the daemon for a crash), `alert`, `resume`, …
     pub source: String,
 }
 

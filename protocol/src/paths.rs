@@ -7,6 +7,7 @@
 //!     steward.sock              0600, the API socket
 //!     steward.lock              flock'ed by the running daemon (contains its pid)
 //!     pgids                     process groups of live module runs (crash recovery)
+//!     projects.json             open projects and whether they are up (resumed after a crash)
 //!   logs/daemon.log             the daemon's own log (rotated by size)
 //!   logs/daemon.out             stdout/stderr of a daemon started in the background by a client
 //!   store.db                    logs, events, runs and notes (SQLite)
@@ -62,12 +63,37 @@ pub fn pgids_path(home: &Path) -> PathBuf {
     run_dir(home).join("pgids")
 }
 
+/// The open projects (stack file, profile, variables, up or not), for resuming them after a crash.
+pub fn projects_path(home: &Path) -> PathBuf {
+    run_dir(home).join("projects.json")
+}
+
 /// The daemon's log directory.
 pub fn log_dir(home: &Path) -> PathBuf {
     home.join("logs")
 }
 
+/// The daemon's own log (`tracing`, rotated by size next to it).
+pub fn daemon_log(home: &Path) -> PathBuf {
+    log_dir(home).join("daemon.log")
+}
+
+/// What a daemon started in the background by a client printed (stdout and stderr).
+pub fn daemon_out(home: &Path) -> PathBuf {
+    log_dir(home).join("daemon.out")
+}
+
 /// The store's database file.
 pub fn store_path(home: &Path) -> PathBuf {
     home.join("store.db")
+}
+
+/// Creates `dir` and any missing parents with mode 0700 (a home holds logs and notes: private from the first
+/// moment, whoever creates it — the daemon, or a client starting one). An existing directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }

@@ -610,7 +610,7 @@ export interface Note {
   text: string;
   /** Tags (`incident` on the daemon's crash notes). */
   tags: string[];
-  /** Where it came from: `cli`, `editor`, `incident` (written by the daemon for a crash), … */
+  /** Where it came from: `cli`, `editor`, `incident` (written by the daemon for a crash), `alert`, `resume`, … */
   source: string;
 }
 

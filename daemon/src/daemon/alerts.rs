@@ -454,7 +454,7 @@ impl Alerts {
                 module: a.module.clone(),
                 text: format!("alert {}: {}", c.state, a.message),
                 tags: vec!["alert".into(), a.rule.clone(), lv, c.state.to_string()],
-                source: "alert".into(),
+                source: steward_framework::store::note_source::ALERT.into(),
             };
             let store = state.store.clone();
             tokio::task::spawn_blocking(move || {

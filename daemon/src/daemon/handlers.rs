@@ -164,6 +164,7 @@ pub async fn project_up(ctx: Ctx, params: p::UpParams) -> Result<p::ActionResult
     }
     let events = project.handle.subscribe();
     project.handle.send(Input::Up);
+    ctx.state.record(&project, Some(true));
     let timeout = params.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis);
     Ok(if params.wait { wait(&project, events, Target::AllReady, timeout).await } else { accepted(&project) })
 }
@@ -173,6 +174,7 @@ pub async fn project_down(ctx: Ctx, params: p::DownParams) -> Result<p::ActionRe
     let project = ctx.state.resolve(&params.project)?;
     let events = project.handle.subscribe();
     project.handle.send(Input::Down);
+    ctx.state.record(&project, Some(false));
     let timeout = params.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis);
     Ok(if params.wait { wait(&project, events, Target::AllStopped, timeout).await } else { accepted(&project) })
 }
@@ -247,6 +249,7 @@ pub async fn profile_use(ctx: Ctx, params: p::ProfileUseParams) -> Result<p::Act
     not_stopping(&ctx)?;
     let project = ctx.state.resolve(&params.project)?;
     project.handle.use_profile(params.profile).await.map_err(|d| ApiError::config(&project.id, &d))?;
+    ctx.state.record(&project, None);
     let timeout = params.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis);
     if params.wait && project.handle.snapshot().up {
         let events = project.handle.subscribe();

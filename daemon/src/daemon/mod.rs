@@ -31,6 +31,7 @@ mod logfile;
 mod metrics;
 mod ops;
 mod orphans;
+mod resume;
 mod server;
 mod sessions;
 mod state;
@@ -153,6 +154,14 @@ async fn serve(home: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let resume_policy = match resume::Policy::from_env() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let backup = match crate::ops::settings::BackupSettings::from_env(&home) {
         Ok(b) => b,
         Err(e) => {
@@ -222,6 +231,8 @@ async fn serve(home: PathBuf) -> ExitCode {
             });
         }
     }
+    // What the previous daemon had open (read before this one's state starts its own record).
+    let previous = resume::take(&paths::projects_path(&home));
     let state = Arc::new(DaemonState::new(home.clone(), store, framing::Limits::from_env(), backup));
     let tail = tokio::spawn(tail::Tail::run(state.clone()));
     let scheduler = tokio::spawn(ops::scheduler(state.clone()));
@@ -232,6 +243,13 @@ async fn serve(home: PathBuf) -> ExitCode {
             tracing::info!("http endpoint on http://{addr}/metrics and /health");
         }
         tokio::spawn(http::serve(state.clone(), l));
+    }
+    // Before accepting: the first client already sees the resumed projects.
+    match previous {
+        Some((clean, entries)) if resume_policy.resumes(clean) && !entries.is_empty() => {
+            resume::bring_back(&state, entries, clean).await;
+        }
+        _ => {}
     }
     let accept = tokio::spawn(server::accept_loop(state.clone(), listener));
     tracing::info!(
@@ -288,11 +306,8 @@ fn prepare_dirs(home: &Path) -> Result<(), String> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("{}: {e}", dir.display()))
     };
-    if !home.exists() {
-        // A home we create holds logs and notes: private. An existing one (STEWARD_HOME) is left as it is.
-        std::fs::create_dir_all(home).map_err(|e| format!("{}: {e}", home.display()))?;
-        private(home)?;
-    }
+    // A home we create holds logs and notes: private. An existing one (STEWARD_HOME) is left as it is.
+    paths::create_private_dir(home).map_err(|e| format!("{}: {e}", home.display()))?;
     for dir in [run.clone(), paths::log_dir(home)] {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         private(&dir)?;
@@ -341,7 +356,7 @@ fn bind(socket: &Path) -> Result<UnixListener, String> {
 }
 
 fn init_logging(home: &Path) -> std::io::Result<()> {
-    let file = logfile::LogFile::open(&paths::log_dir(home).join("daemon.log"))?;
+    let file = logfile::LogFile::open(&paths::daemon_log(home))?;
     let filter = || EnvFilter::try_from_env("STEWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let to_file =
         tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || file.clone()).with_filter(filter());

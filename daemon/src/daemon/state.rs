@@ -26,6 +26,7 @@ use super::convert;
 use super::error::ApiError;
 use super::framing::Limits;
 use super::orphans::PgidFile;
+use super::resume::{self, ResumeFile};
 use super::sessions::Sessions;
 use super::tail::Tail;
 
@@ -45,6 +46,8 @@ pub struct DaemonState {
     pub tail: Tail,
     /// Process groups of live runs.
     pub pgids: PgidFile,
+    /// Open projects, for resuming them after a crash.
+    pub resume: ResumeFile,
     /// Per-session limits.
     pub limits: Limits,
     /// Cancelled when the daemon starts shutting down.
@@ -119,6 +122,7 @@ impl DaemonState {
         backup: crate::ops::settings::BackupSettings,
     ) -> DaemonState {
         let pgids = PgidFile::new(steward_protocol::paths::pgids_path(&home));
+        let resume = ResumeFile::new(steward_protocol::paths::projects_path(&home));
         DaemonState {
             home,
             started: Instant::now(),
@@ -127,6 +131,7 @@ impl DaemonState {
             sessions: Sessions::default(),
             tail: Tail::default(),
             pgids,
+            resume,
             limits,
             shutdown: CancellationToken::new(),
             backup,
@@ -200,6 +205,11 @@ impl DaemonState {
         }
     }
 
+    /// Records `project`'s active profile and, when `up` is Some, whether it is up (see [`resume`]).
+    pub fn record(&self, project: &Project, up: Option<bool>) {
+        self.resume.changed(&project.id, project.handle.snapshot().profile, up);
+    }
+
     /// Opens the project at `params.path` (or returns it when it is open already, switching profile when
     /// asked). Its engine is started; no module runs until `up`.
     pub async fn open(self: &Arc<Self>, params: p::OpenParams) -> Result<Arc<Project>, ApiError> {
@@ -212,12 +222,15 @@ impl DaemonState {
             if let Some(profile) = params.profile {
                 if existing.handle.snapshot().profile.as_deref() != Some(profile.as_str()) {
                     existing.handle.use_profile(Some(profile)).await.map_err(|d| ApiError::config(&existing.id, &d))?;
+                    self.record(&existing, None);
                 }
             }
             return Ok(existing);
         }
         let mut load = LoadOptions::from_process_env(params.profile.clone());
-        load.env.extend(params.env.unwrap_or_default());
+        let sent_env = params.env.unwrap_or_default();
+        let remembered_env = resume::env_difference(&sent_env);
+        load.env.extend(sent_env);
         let (path2, load2) = (path.clone(), load.clone());
         let stack = tokio::task::spawn_blocking(move || config::load(&path2, &load2))
             .await
@@ -261,6 +274,13 @@ impl DaemonState {
         let forwarder = tokio::spawn(forward_events(self.clone(), project.clone(), events, inc_tx));
         *project.forwarder.lock().unwrap_or_else(|p| p.into_inner()) = Some(forwarder);
         self.projects.lock().unwrap_or_else(|p| p.into_inner()).push(project.clone());
+        let entry = resume::Entry {
+            path: project.path.display().to_string(),
+            profile: project.handle.snapshot().profile,
+            env: remembered_env,
+            up: false,
+        };
+        self.resume.opened(&project.id, entry);
         tracing::info!(project = %id, "opened {name} (first run id {first_run})");
         self.sessions.broadcast(
             p::EVENT,
@@ -298,6 +318,7 @@ impl DaemonState {
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.flush()).await;
         self.pgids.clear();
+        self.resume.stopped_cleanly();
     }
 }
 

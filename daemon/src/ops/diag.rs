@@ -252,6 +252,7 @@ fn build(home: &Path, output: &Path, stamp: &str, lines: usize) -> std::io::Resu
                 | "STEWARD_BACKUP_KEEP"
                 | "STEWARD_RETENTION_SIZE"
                 | "STEWARD_RETENTION_AGE"
+                | "STEWARD_RESUME"
         ) {
             v
         } else {
@@ -338,9 +339,8 @@ fn build(home: &Path, output: &Path, stamp: &str, lines: usize) -> std::io::Resu
         }
         None => put(&mut a, "store.txt", format!("{}: cannot be opened\n", store_path.display()))?,
     }
-    let logs = paths::log_dir(home);
-    put(&mut a, "daemon.log", tail(&logs.join("daemon.log"), 2000))?;
-    put(&mut a, "daemon.out", tail(&logs.join("daemon.out"), 500))?;
+    put(&mut a, "daemon.log", tail(&paths::daemon_log(home), 2000))?;
+    put(&mut a, "daemon.out", tail(&paths::daemon_out(home), 500))?;
     if let Ok(settings) = BackupSettings::from_env(home) {
         let repo = Repository::at(&settings.dir);
         let mut text = format!(

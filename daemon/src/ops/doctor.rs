@@ -268,10 +268,7 @@ fn check_socket(home: &Path) -> (Check, Option<Daemon>) {
                 "socket",
                 Verdict::Failed,
                 format!("the daemon (pid {pid}) does not answer on {} within 5 s", socket.display()),
-                Some(format!(
-                    "see its log ({}); `kill {pid}` ends it",
-                    paths::log_dir(home).join("daemon.log").display()
-                )),
+                Some(format!("see its log ({}); `kill {pid}` ends it", paths::daemon_log(home).display())),
             ),
             None,
         ),

@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use steward_protocol::paths;
 
 /// The systemd unit's name.
 pub const UNIT_NAME: &str = "steward.service";
@@ -230,13 +231,8 @@ fn run(cmd: &[String]) -> Result<String, String> {
     }
 }
 
-/// Creates `dir` with mode 0700 when it does not exist (an existing one is left as it is).
 fn private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("{}: {e}", dir.display()))
+    paths::create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 /// `steward service install [--dry-run] [--no-enable]`. With `--json`, stdout is one object: the file, its

@@ -26,6 +26,7 @@ pub const DAEMON_ENV: &[&str] = &[
     "STEWARD_SESSION_QUEUE_LIMIT",
     "STEWARD_METRICS_INTERVAL_MS",
     "STEWARD_HTTP_ADDR",
+    "STEWARD_RESUME",
 ];
 
 /// The backup settings.

@@ -417,6 +417,10 @@ pub mod note_source {
     pub const EDITOR: &str = "editor";
     /// Written by [`super::Store::record_incident`].
     pub const INCIDENT: &str = "incident";
+    /// Written by the daemon when it fires or resolves an alert.
+    pub const ALERT: &str = "alert";
+    /// Written by the daemon when it brings back a stack after a crash.
+    pub const RESUME: &str = "resume";
 }
 
 /// A stored note.
