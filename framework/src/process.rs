@@ -866,25 +866,42 @@ mod linux {
 
     /// One process's `stat`; None when it has vanished since it was listed.
     pub(super) fn read(pid: u32) -> Option<ProcInfo> {
-        parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+        let mut buf = [0u8; 1024];
+        with_small_file(&mut buf, &format!("/proc/{pid}/stat"), parse_stat)?
+    }
+
+    /// Reads a small `/proc` file into `buf` (one `read`: the kernel generates such a file whole) and hands
+    /// `f` its text. `read_to_string` would grow a String from nothing (procfs reports size 0): several
+    /// reallocations a file. A file that fills `buf` is read whole the usual way. None when it
+    /// cannot be read (the process is gone). The sampler reads two of these per module process per tick.
+    pub(super) fn with_small_file<R>(buf: &mut [u8], path: &str, f: impl FnOnce(&str) -> R) -> Option<R> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).ok()?;
+        let n = file.read(buf).ok()?;
+        if n < buf.len() {
+            return Some(f(std::str::from_utf8(&buf[..n]).ok()?));
+        }
+        let mut text = String::from_utf8(buf.to_vec()).ok()?;
+        file.read_to_string(&mut text).ok()?;
+        Some(f(&text))
     }
 
     /// Parses `/proc/PID/stat`. The command name is in parentheses and may itself contain spaces and
     /// parentheses, so fields are counted from the last `)`.
     pub(super) fn parse_stat(stat: &str) -> Option<ProcInfo> {
         let after = &stat[stat.rfind(')')? + 1..];
-        let fields: Vec<&str> = after.split_ascii_whitespace().collect();
-        // fields[0] is field 3 (state) of proc(5); field N is fields[N - 3].
-        let state = fields.first()?.chars().next()?;
-        let ppid = fields.get(1)?.parse().ok()?;
-        let pgrp = fields.get(2)?.parse().ok()?;
-        // Field 24, rss in pages: the same counter as the second column of /proc/PID/statm.
-        let rss_pages: u64 = fields.get(21)?.parse().ok()?;
+        // The first field after the name is field 3 (state) of proc(5); field N is the (N - 3)th after it.
+        let mut fields = after.split_ascii_whitespace();
+        let state = fields.next()?.chars().next()?;
+        let ppid = fields.next()?.parse().ok()?;
+        let pgrp = fields.next()?.parse().ok()?;
         // Fields 14 and 15: utime and stime, in clock ticks.
-        let utime: u64 = fields.get(11)?.parse().ok()?;
-        let stime: u64 = fields.get(12)?.parse().ok()?;
+        let utime: u64 = fields.nth(8)?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
         // Field 20: number of threads.
-        let threads: u32 = fields.get(17)?.parse().ok()?;
+        let threads: u32 = fields.nth(4)?.parse().ok()?;
+        // Field 24, rss in pages: the same counter as the second column of /proc/PID/statm.
+        let rss_pages: u64 = fields.nth(3)?.parse().ok()?;
         Some(ProcInfo {
             ppid,
             pgrp,
@@ -899,16 +916,16 @@ mod linux {
     /// forked it). Empty when the process is gone or the kernel lacks `CONFIG_PROC_CHILDREN` — then new
     /// descendants wait for the next full read.
     pub(super) fn children(pid: u32, threads: u32) -> Vec<u32> {
-        let parse =
-            |text: String| -> Vec<u32> { text.split_ascii_whitespace().filter_map(|s| s.parse().ok()).collect() };
+        let parse = |text: &str| -> Vec<u32> { text.split_ascii_whitespace().filter_map(|s| s.parse().ok()).collect() };
         if threads <= 1 {
-            return std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).map(parse).unwrap_or_default();
+            let mut buf = [0u8; 512];
+            return with_small_file(&mut buf, &format!("/proc/{pid}/task/{pid}/children"), parse).unwrap_or_default();
         }
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
         tasks
             .flatten()
             .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-            .flat_map(parse)
+            .flat_map(|text| parse(&text))
             .collect()
     }
 
@@ -1078,14 +1095,30 @@ mod tests {
     #[test]
     fn parses_stat_with_odd_command_names() {
         let stat =
-            "1234 (we ird) (x) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 100 1000 25 18446744073709551615";
+            "1234 (we ird) (x) S 1 1234 1234 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 3 0 100 1000 25 18446744073709551615";
         let info = linux::parse_stat(stat).unwrap();
-        assert_eq!((info.ppid, info.pgrp, info.live), (1, 1234, true));
+        assert_eq!((info.ppid, info.pgrp, info.live, info.threads), (1, 1234, true, 3));
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        assert_eq!(info.cpu_ms, 12 * 1000 / ticks);
         assert_eq!(info.rss_bytes % 25, 0);
         assert!(info.rss_bytes >= 25 * 4096);
         let zombie = stat.replace(") S ", ") Z ");
         assert!(!linux::parse_stat(&zombie).unwrap().live);
         assert!(linux::parse_stat("garbage").is_none());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn small_proc_files_read_whole_whatever_the_buffer() {
+        let whole = std::fs::read_to_string("/proc/self/status").unwrap();
+        for size in [16, 1 << 16] {
+            let mut buf = vec![0u8; size];
+            let got = linux::with_small_file(&mut buf, "/proc/self/status", |t| t.lines().next().map(str::to_string));
+            assert_eq!(got.flatten().as_deref(), whole.lines().next(), "buffer of {size}");
+        }
+        let mut buf = [0u8; 64];
+        assert_eq!(linux::with_small_file(&mut buf, "/proc/self/no-such-file", |t| t.len()), None);
     }
 
     #[cfg(target_os = "linux")]

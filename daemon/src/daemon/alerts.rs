@@ -158,16 +158,20 @@ fn describe(rule: &str, subject: &Subject, value: f64, level: p::AlertLevel) -> 
 impl Engine {
     /// Feeds one sample's observations (a subject not observed is considered gone: its alerts resolve).
     pub fn evaluate(&mut self, rules: &AlertsSpec, obs: &[Observation], now: u64) -> Vec<Change> {
+        static MACHINE: Subject = Subject::Machine;
         let mut changes = Vec::new();
         let mut seen: Vec<(String, Subject)> = Vec::new();
         if !rules.enabled {
             return self.resolve_missing(&seen, now, &mut changes, rules);
         }
+        // The keys with state (usually none): an observation below its thresholds that is not one of them
+        // changes nothing, and is skipped without allocating (a tick observes every module several times).
+        let tracked: Vec<(String, Subject)> = self.active.keys().chain(self.pending.keys()).cloned().collect();
         for o in obs {
             // (rule, subject, value, level now, threshold, value still holding (for resolution), for-time)
             let (rule, subject, value, level, threshold, holding, for_ms): (
-                String,
-                Subject,
+                &'static str,
+                &Subject,
                 f64,
                 Option<p::AlertLevel>,
                 f64,
@@ -184,39 +188,23 @@ impl Engine {
                         _ => continue,
                     };
                     let level = level_of(*value, t.warning, t.critical);
-                    (
-                        rule.to_string(),
-                        subject.clone(),
-                        *value,
-                        level,
-                        t.warning,
-                        *value >= t.warning - rules.hysteresis,
-                        0,
-                    )
+                    (rule, subject, *value, level, t.warning, *value >= t.warning - rules.hysteresis, 0)
                 }
                 Observation::Ipc { score } => {
                     let t = rules.ipc_score;
                     let level = (*score >= t).then_some(p::AlertLevel::Warning);
-                    ("ipc".into(), Subject::Machine, *score, level, t, *score >= t - rules.hysteresis, rules.ipc_for_ms)
+                    ("ipc", &MACHINE, *score, level, t, *score >= t - rules.hysteresis, rules.ipc_for_ms)
                 }
                 Observation::RestartLoop { subject, failing } => {
                     if !rules.restart_loop {
                         continue;
                     }
                     let v = if *failing { 1.0 } else { 0.0 };
-                    (
-                        "restartLoop".into(),
-                        subject.clone(),
-                        v,
-                        failing.then_some(p::AlertLevel::Critical),
-                        1.0,
-                        *failing,
-                        0,
-                    )
+                    ("restartLoop", subject, v, failing.then_some(p::AlertLevel::Critical), 1.0, *failing, 0)
                 }
                 Observation::LogsDropped { total, dropping, recent } => (
-                    "logsDropped".into(),
-                    Subject::Machine,
+                    "logsDropped",
+                    &MACHINE,
                     *total as f64,
                     dropping.then_some(p::AlertLevel::Critical),
                     1.0,
@@ -224,24 +212,20 @@ impl Engine {
                     0,
                 ),
                 Observation::BackupFailing { .. } => {
-                    ("backup".into(), Subject::Machine, 1.0, Some(p::AlertLevel::Warning), 1.0, true, 0)
+                    ("backup", &MACHINE, 1.0, Some(p::AlertLevel::Warning), 1.0, true, 0)
                 }
                 Observation::Health { subject, unhealthy } => {
                     if !rules.health {
                         continue;
                     }
                     let v = if *unhealthy { 1.0 } else { 0.0 };
-                    (
-                        "health".into(),
-                        subject.clone(),
-                        v,
-                        unhealthy.then_some(p::AlertLevel::Warning),
-                        1.0,
-                        *unhealthy,
-                        0,
-                    )
+                    ("health", subject, v, unhealthy.then_some(p::AlertLevel::Warning), 1.0, *unhealthy, 0)
                 }
             };
+            if level.is_none() && !tracked.iter().any(|(r, s)| r == rule && s == subject) {
+                continue;
+            }
+            let (rule, subject) = (rule.to_string(), subject.clone());
             let key = (rule.clone(), subject.clone());
             seen.push(key.clone());
             match (self.active.get_mut(&key), level) {
@@ -405,7 +389,7 @@ impl Alerts {
     /// (defaults when none is open).
     pub fn evaluate(&self, state: &DaemonState, obs: Vec<Observation>) {
         let projects = state.projects();
-        let rules = projects.first().map(|p| p.handle.snapshot().alerts).unwrap_or_default();
+        let rules = projects.first().map(|p| p.handle.with_snapshot(|s| s.alerts.clone())).unwrap_or_default();
         let changes = {
             let mut e = self.lock();
             let before = e.suppressed;

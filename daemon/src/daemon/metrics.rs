@@ -289,8 +289,10 @@ pub async fn run(state: Arc<DaemonState>) {
         }
         // Reading the process table takes a few milliseconds: off the async threads. Without a running module a
         // tick is three small reads, done right here (no thread hand-off, no extra thread kept alive).
-        let running =
-            state.projects().iter().any(|p| p.handle.snapshot().modules.iter().any(|m| m.state.run().is_some()));
+        let running = state
+            .projects()
+            .iter()
+            .any(|p| p.handle.with_snapshot(|s| s.modules.iter().any(|m| m.state.run().is_some())));
         let obs = if running {
             let st = state.clone();
             match tokio::task::spawn_blocking(move || {

@@ -83,6 +83,12 @@ impl EngineHandle {
         self.snapshot.borrow().clone()
     }
 
+    /// Looks at the latest snapshot without cloning it (for a field or two, on hot paths). Keep `f` short:
+    /// the engine cannot publish a new snapshot meanwhile.
+    pub fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
+        f(&self.snapshot.borrow())
+    }
+
     /// A receiver that changes with every snapshot.
     pub fn watch_snapshot(&self) -> tokio_watch::Receiver<Snapshot> {
         self.snapshot.clone()
