@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """What the metrics sampler costs an idle daemon: the real `steward daemon` (release build) with a private
 STEWARD_HOME, left alone for a window, with the sampler at its default interval (2 s) and with it effectively
-off (STEWARD_METRICS_INTERVAL_MS = one day), with no project open and with a 20-module stack up (`sleep`
-modules). CPU is the sum of the daemon's threads' schedstat run time (ns) over the window; RSS is VmRSS at its
+off (STEWARD_METRICS_INTERVAL_MS = one day), with no project open and with 20- and 50-module stacks up
+(`sleep` modules; `--modules` changes the list). CPU is the sum of the daemon's threads' schedstat run time (ns) over the window; RSS is VmRSS at its
 end. Writes bench/results/metrics.json (or --out) and prints a markdown table.
 
-    bench/metrics_idle.py [--steward target/release/steward] [--window 30] [--out FILE]
+    bench/metrics_idle.py [--steward target/release/steward] [--window 30] [--modules 0,20,50] [--out FILE]
 """
 import argparse, json, os, pathlib, subprocess, sys, tempfile, time
 
@@ -13,6 +13,7 @@ root = pathlib.Path(__file__).resolve().parent.parent
 ap = argparse.ArgumentParser()
 ap.add_argument("--steward", default=str(root / "target/release/steward"))
 ap.add_argument("--window", type=float, default=30.0)
+ap.add_argument("--modules", default="0,20,50", help="stack sizes to measure, comma-separated")
 ap.add_argument("--out", default=str(root / "bench/results/metrics.json"))
 args = ap.parse_args()
 
@@ -75,7 +76,7 @@ def measure(modules, interval_ms):
 
 
 OFF = 86_400_000
-rows = [measure(0, 2000), measure(0, OFF), measure(20, 2000), measure(20, OFF)]
+rows = [measure(n, interval) for n in map(int, args.modules.split(",")) for interval in (2000, OFF)]
 load = os.getloadavg()[0]
 result = {"steward": args.steward, "window_s": args.window, "load_average": load, "cores": os.cpu_count(), "runs": rows,
           "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
