@@ -988,3 +988,50 @@ fn the_index_catches_up_with_a_trickle_and_after_a_flood() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A reader that holds an old snapshot while the writer checkpoints leaves frames in the WAL (a PASSIVE
+/// checkpoint cannot copy past it). Once the reader is gone the writer must finish the job soon, not wait
+/// for another 20,000 rows or five minutes.
+#[test]
+fn a_checkpoint_held_back_by_a_reader_is_finished_once_the_reader_is_gone() {
+    use steward_framework::lifecycle::LogChunk;
+    let dir = tmp();
+    let db = dir.path().join("s.db");
+    let store = Store::open(&db).unwrap();
+    let sink = store.log_sink();
+    let p = project("shop");
+    let flood = |from: usize| {
+        for c in from..from + 50 {
+            let mut chunk = LogChunk::new(Arc::from("fast"), 1, Stream::Stdout, now_ms());
+            for i in 0..1000 {
+                chunk.push(format!("flood {c} {i}").as_bytes(), false);
+            }
+            sink.send_chunk(&p, &chunk).unwrap();
+        }
+        store.flush().unwrap();
+    };
+    flood(0);
+    // A reader's snapshot from between the two halves of the flood.
+    let reader = rusqlite::Connection::open(&db).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader.query_row("SELECT count(*) FROM log_blocks", [], |r| r.get(0)).unwrap();
+    flood(50);
+    let poll = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            let len = std::fs::metadata(&db).unwrap().len();
+            assert!(std::time::Instant::now() < deadline, "{what}: the file has {len} bytes");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let before = std::fs::metadata(&db).unwrap().len();
+    // The quiet writer indexes, then checkpoints what it can: up to the reader's snapshot.
+    poll("a partial checkpoint", &|| std::fs::metadata(&db).unwrap().len() > before);
+    let used = store.stats().unwrap().used_bytes;
+    assert!(std::fs::metadata(&db).unwrap().len() < used, "the reader did not hold the checkpoint back");
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    poll("the rest of the checkpoint", &|| {
+        std::fs::metadata(&db).unwrap().len() >= store.stats().unwrap().used_bytes
+    });
+}

@@ -343,6 +343,13 @@ impl Writer {
         quiet.max(retry).max(enough)
     }
 
+    /// A transaction committed `rows` rows (or index entries, or deletions): the WAL holds pages the
+    /// database file does not have yet, for the next quiet checkpoint.
+    fn committed(&mut self, rows: u64) {
+        self.st.wal_dirty = true;
+        self.st.rows_since_checkpoint += rows;
+    }
+
     /// Copies the WAL into the database without waiting for readers (`PASSIVE`); the WAL counts as clean
     /// once every frame was copied.
     fn checkpoint(&mut self) {
@@ -350,10 +357,16 @@ impl Writer {
             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         }) {
             Ok((_, log, done)) => {
-                self.st.last_checkpoint = Instant::now();
-                self.st.rows_since_checkpoint = 0;
                 self.st.wal_dirty = done < log;
-                self.st.checkpoint_retry_at = self.st.wal_dirty.then(|| Instant::now() + RETENTION_CHECK_EVERY);
+                if self.st.wal_dirty {
+                    // A reader held some frames back: try again soon. The counters stay as they are, or the
+                    // retry would wait for another CHECKPOINT_ROWS rows (or CHECKPOINT_EVERY).
+                    self.st.checkpoint_retry_at = Some(Instant::now() + RETENTION_CHECK_EVERY);
+                } else {
+                    self.st.last_checkpoint = Instant::now();
+                    self.st.rows_since_checkpoint = 0;
+                    self.st.checkpoint_retry_at = None;
+                }
             }
             Err(e) => {
                 self.st.checkpoint_retry_at = Some(Instant::now() + RETENTION_CHECK_EVERY);
@@ -443,6 +456,7 @@ impl Writer {
         })();
         match res {
             Ok(upto) => {
+                self.committed(upto.saturating_sub(from).max(0) as u64);
                 self.st.indexed_upto = upto;
                 self.st.index_retry_at = None;
                 if self.st.unindexed() == 0 {
@@ -646,8 +660,9 @@ impl Writer {
             None => {
                 self.st.counters.written.fetch_add(log_rows, Ordering::Relaxed);
                 self.st.written_since_retention |= rows > 0;
-                self.st.wal_dirty |= rows > 0;
-                self.st.rows_since_checkpoint += rows as u64;
+                if rows > 0 {
+                    self.committed(rows as u64);
+                }
                 if log_rows > 0 {
                     self.st.last_logs_at = Some(Instant::now());
                 }
@@ -739,8 +754,9 @@ impl Writer {
             self.conn.execute_batch("COMMIT")?;
             Ok(ids)
         })();
-        if res.is_err() {
-            self.rollback();
+        match &res {
+            Ok(ids) => self.committed(ids.len() as u64),
+            Err(_) => self.rollback(),
         }
         let _ = self.conn.execute_batch("PRAGMA synchronous = NORMAL");
         res.map_err(|e| {
@@ -829,6 +845,7 @@ impl Writer {
                 self.conn.prepare_cached("DELETE FROM events WHERE id = ?1")?.execute([id])?;
             }
             self.conn.execute_batch("COMMIT")?;
+            self.committed(old_events.len() as u64);
             report.events_by_age = old_events.len() as u64;
         }
 
@@ -904,6 +921,7 @@ impl Writer {
         self.conn.execute_batch("COMMIT")?;
         self.st.indexed_upto = indexed;
         let n = n.max(0) as u64;
+        self.committed(n);
         self.st.counters.retained_deleted.fetch_add(n, Ordering::Relaxed);
         Ok(n)
     }
