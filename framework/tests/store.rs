@@ -23,6 +23,26 @@ fn project(name: &str) -> Arc<str> {
     Arc::from(name)
 }
 
+/// Polls `done` every 20 ms until it holds; fails after 20 s with `what` and what `state` says then.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool, state: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}: {}", state());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends chunks `chunks` of 1,000 lines each (`flood C I`) for module `fast`, as one pipe read each.
+fn flood(sink: &steward_framework::store::LogSink, p: &Arc<str>, chunks: std::ops::Range<usize>) {
+    for c in chunks {
+        let mut chunk = steward_framework::lifecycle::LogChunk::new(Arc::from("fast"), 1, Stream::Stdout, now_ms());
+        for i in 0..1000 {
+            chunk.push(format!("flood {c} {i}").as_bytes(), false);
+        }
+        sink.send_chunk(p, &chunk).unwrap();
+    }
+}
+
 fn search(store: &Store, text: &str) -> Vec<steward_framework::store::Hit> {
     store.search(&SearchQuery { text: text.into(), ..Default::default() }).expect("search")
 }
@@ -938,17 +958,6 @@ fn the_index_catches_up_with_a_trickle_and_after_a_flood() {
     let store = Store::open(dir.path().join("s.db")).unwrap();
     let sink = store.log_sink();
     let p = project("shop");
-    let until = |what: &str| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let st = store.stats().unwrap();
-            if st.unindexed == 0 && st.log_rows > 0 {
-                return st;
-            }
-            assert!(std::time::Instant::now() < deadline, "{what}: still {} lines unindexed", st.unindexed);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
     // A trickle: the writer never sees a quiet gap of its own, yet indexes a tail that gets old.
     let start = std::time::Instant::now();
     let mut sent = 0;
@@ -962,31 +971,17 @@ fn the_index_catches_up_with_a_trickle_and_after_a_flood() {
     }
     assert!(store.stats().unwrap().unindexed < sent, "part of the trickle was indexed while it went on");
     // A flood, then silence.
-    use steward_framework::lifecycle::LogChunk;
-    for c in 0..100 {
-        let mut chunk = LogChunk::new(Arc::from("fast"), 1, Stream::Stdout, now_ms());
-        for i in 0..1000 {
-            chunk.push(format!("flood {c} {i}").as_bytes(), false);
-        }
-        sink.send_chunk(&p, &chunk).unwrap();
-    }
+    flood(&sink, &p, 0..100);
     store.flush().unwrap();
-    let st = until("the flood to be indexed");
-    assert_eq!(st.log_rows, sent + 100_000);
+    let unindexed = || store.stats().unwrap().unindexed;
+    wait_for("the flood to be indexed", || unindexed() == 0, || format!("still {} lines unindexed", unindexed()));
+    assert_eq!(store.stats().unwrap().log_rows, sent + 100_000);
     assert_eq!(search(&store, "flood").len(), 50);
     // Once the flow is quiet the writer also checkpoints: the database file itself holds every page in use
     // (during the flood they were only in the WAL).
     let db = dir.path().join("s.db");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let used = store.stats().unwrap().used_bytes;
-        let len = std::fs::metadata(&db).unwrap().len();
-        if len >= used {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no checkpoint: the file has {len} of {used} bytes");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (len, used) = (|| std::fs::metadata(&db).unwrap().len(), || store.stats().unwrap().used_bytes);
+    wait_for("no checkpoint", || len() >= used(), || format!("the file has {} of {} bytes", len(), used()));
 }
 
 /// A reader that holds an old snapshot while the writer checkpoints leaves frames in the WAL (a PASSIVE
@@ -994,44 +989,26 @@ fn the_index_catches_up_with_a_trickle_and_after_a_flood() {
 /// for another 20,000 rows or five minutes.
 #[test]
 fn a_checkpoint_held_back_by_a_reader_is_finished_once_the_reader_is_gone() {
-    use steward_framework::lifecycle::LogChunk;
     let dir = tmp();
     let db = dir.path().join("s.db");
     let store = Store::open(&db).unwrap();
     let sink = store.log_sink();
     let p = project("shop");
-    let flood = |from: usize| {
-        for c in from..from + 50 {
-            let mut chunk = LogChunk::new(Arc::from("fast"), 1, Stream::Stdout, now_ms());
-            for i in 0..1000 {
-                chunk.push(format!("flood {c} {i}").as_bytes(), false);
-            }
-            sink.send_chunk(&p, &chunk).unwrap();
-        }
-        store.flush().unwrap();
-    };
-    flood(0);
+    flood(&sink, &p, 0..50);
+    store.flush().unwrap();
     // A reader's snapshot from between the two halves of the flood.
     let reader = rusqlite::Connection::open(&db).unwrap();
     reader.execute_batch("BEGIN").unwrap();
     let _: i64 = reader.query_row("SELECT count(*) FROM log_blocks", [], |r| r.get(0)).unwrap();
-    flood(50);
-    let poll = |what: &str, done: &dyn Fn() -> bool| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !done() {
-            let len = std::fs::metadata(&db).unwrap().len();
-            assert!(std::time::Instant::now() < deadline, "{what}: the file has {len} bytes");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    let before = std::fs::metadata(&db).unwrap().len();
+    flood(&sink, &p, 50..100);
+    store.flush().unwrap();
+    let (len, used) = (|| std::fs::metadata(&db).unwrap().len(), || store.stats().unwrap().used_bytes);
+    let state = || format!("the file has {} of {} bytes", len(), used());
+    let before = len();
     // The quiet writer indexes, then checkpoints what it can: up to the reader's snapshot.
-    poll("a partial checkpoint", &|| std::fs::metadata(&db).unwrap().len() > before);
-    let used = store.stats().unwrap().used_bytes;
-    assert!(std::fs::metadata(&db).unwrap().len() < used, "the reader did not hold the checkpoint back");
+    wait_for("a partial checkpoint", || len() > before, state);
+    assert!(len() < used(), "the reader did not hold the checkpoint back: {}", state());
     reader.execute_batch("COMMIT").unwrap();
     drop(reader);
-    poll("the rest of the checkpoint", &|| {
-        std::fs::metadata(&db).unwrap().len() >= store.stats().unwrap().used_bytes
-    });
+    wait_for("the rest of the checkpoint", || len() >= used(), state);
 }
