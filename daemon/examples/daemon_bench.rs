@@ -570,8 +570,15 @@ fn blocking_stats(home: &Path, n: usize) -> R<Stats> {
             }
             body.resize(len, 0);
             r.read_exact(&mut body).map_err(|e| e.to_string())?;
-            // Skip notifications pushed meanwhile (events, progress): only a response ends the call.
-            if body.windows(5).any(|x| x == b"\"id\":") && !body.starts_with(b"{\"jsonrpc\":\"2.0\",\"method\"") {
+            // Skip notifications pushed meanwhile (events, IPC score): only a response (an id, no method) ends
+            // the call. The rest of the message is skipped, not built (as a typed client would).
+            #[derive(serde::Deserialize)]
+            struct Envelope {
+                id: Option<serde::de::IgnoredAny>,
+                method: Option<serde::de::IgnoredAny>,
+            }
+            let e: Envelope = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            if e.id.is_some() && e.method.is_none() {
                 return Ok(());
             }
         }

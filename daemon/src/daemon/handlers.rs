@@ -158,7 +158,7 @@ pub async fn project_up(ctx: Ctx, params: p::UpParams) -> Result<p::ActionResult
     not_stopping(&ctx)?;
     let project = ctx.state.resolve(&params.project)?;
     if let Some(profile) = params.profile {
-        if project.handle.snapshot().profile.as_deref() != Some(profile.as_str()) {
+        if project.profile().as_deref() != Some(profile.as_str()) {
             project.handle.use_profile(Some(profile)).await.map_err(|d| ApiError::config(&project.id, &d))?;
         }
     }
@@ -223,7 +223,7 @@ pub async fn module_restart(ctx: Ctx, params: p::ModuleParams) -> Result<p::Acti
 /// `steward/profile/list`.
 pub async fn profile_list(ctx: Ctx, params: p::ProfileListParams) -> Result<p::ProfileListResult> {
     let project = ctx.state.resolve(&params.project)?;
-    let active = project.handle.snapshot().profile;
+    let active = project.profile();
     let mut load = project.load.clone();
     load.profile = active.clone();
     let path = project.path.clone();

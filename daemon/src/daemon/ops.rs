@@ -140,7 +140,7 @@ async fn inputs(projects: &[Arc<Project>]) -> Vec<ProjectInput> {
     let mut out = Vec::new();
     for project in projects {
         let mut load = project.load.clone();
-        load.profile = project.handle.snapshot().profile;
+        load.profile = project.profile();
         let path = project.path.clone();
         let stack = tokio::task::spawn_blocking(move || config::load(&path, &load))
             .await

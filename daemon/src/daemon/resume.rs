@@ -164,7 +164,7 @@ pub async fn bring_back(state: &Arc<DaemonState>, entries: Vec<Entry>, clean: bo
             Ok(project) => {
                 project.handle.send(Input::Up);
                 state.record(&project, Some(true));
-                let profile = project.handle.snapshot().profile.map(|p| format!(", profile {p}")).unwrap_or_default();
+                let profile = project.profile().map(|p| format!(", profile {p}")).unwrap_or_default();
                 tracing::info!(project = %project.id, "resumed: the previous daemon {why}");
                 (project.id.clone(), format!("Resumed {}{profile}: the previous daemon {why}.", project.name()))
             }

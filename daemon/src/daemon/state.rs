@@ -89,6 +89,11 @@ impl Project {
         convert::project(&self.handle.snapshot(), self.opened_ms)
     }
 
+    /// The active profile (read in place, not from a cloned snapshot).
+    pub fn profile(&self) -> Option<String> {
+        self.handle.with_snapshot(|s| s.profile.clone())
+    }
+
     /// `[project] name`.
     pub fn name(&self) -> String {
         self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -207,7 +212,7 @@ impl DaemonState {
 
     /// Records `project`'s active profile and, when `up` is Some, whether it is up (see [`resume`]).
     pub fn record(&self, project: &Project, up: Option<bool>) {
-        self.resume.changed(&project.id, project.handle.snapshot().profile, up);
+        self.resume.changed(&project.id, project.profile(), up);
     }
 
     /// Opens the project at `params.path` (or returns it when it is open already, switching profile when
@@ -220,7 +225,7 @@ impl DaemonState {
         let _one_at_a_time = self.opening.lock().await;
         if let Some(existing) = self.projects().into_iter().find(|p| p.path == path) {
             if let Some(profile) = params.profile {
-                if existing.handle.snapshot().profile.as_deref() != Some(profile.as_str()) {
+                if existing.profile().as_deref() != Some(profile.as_str()) {
                     existing.handle.use_profile(Some(profile)).await.map_err(|d| ApiError::config(&existing.id, &d))?;
                     self.record(&existing, None);
                 }
@@ -276,7 +281,7 @@ impl DaemonState {
         self.projects.lock().unwrap_or_else(|p| p.into_inner()).push(project.clone());
         let entry = resume::Entry {
             path: project.path.display().to_string(),
-            profile: project.handle.snapshot().profile,
+            profile: project.profile(),
             env: remembered_env,
             up: false,
         };

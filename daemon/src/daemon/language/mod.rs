@@ -365,7 +365,7 @@ impl Inner {
         let mut opts = match self.project(root) {
             Some(p) => {
                 let mut o = p.load.clone();
-                o.profile = p.handle.snapshot().profile;
+                o.profile = p.profile();
                 o
             }
             None => LoadOptions::from_process_env(None),
