@@ -370,6 +370,7 @@ mod tests {
     fn a_version_2_store_is_converted_to_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
+        let t0 = crate::lifecycle::now_ms() as i64 - 60_000;
         {
             let conn = Connection::open(&path).unwrap();
             for step in &MIGRATIONS[..2] {
@@ -385,12 +386,13 @@ mod tests {
                  UPDATE meta SET value = 3 WHERE key = 'logs_indexed_upto';",
             )
             .unwrap();
+            // Recent times: lines from 1970 would be the retention's to delete while the test looks at them.
             let rows: &[(i64, i64, i64, i64, i64, &str, Option<&str>)] = &[
-                (1000, 1, 1, 3, 0, "api started", None),
-                (1001, 1, 1, 5, 0, "api failed badly", Some("\x1b[31mapi failed badly\x1b[0m")),
-                (1002, 2, 1, 3, 8, "{\"msg\":\"db ready\"}", None),
-                (1003, 1, 2, 4, 4, "api password=***", None),
-                (1004, 1, 2, 0, 0, "api again", None),
+                (t0, 1, 1, 3, 0, "api started", None),
+                (t0 + 1, 1, 1, 5, 0, "api failed badly", Some("\x1b[31mapi failed badly\x1b[0m")),
+                (t0 + 2, 2, 1, 3, 8, "{\"msg\":\"db ready\"}", None),
+                (t0 + 3, 1, 2, 4, 4, "api password=***", None),
+                (t0 + 4, 1, 2, 0, 0, "api again", None),
             ];
             for (i, (ts, module, run, level, flags, text, display)) in rows.iter().enumerate() {
                 conn.execute(
@@ -417,20 +419,25 @@ mod tests {
                 )
             })
             .collect();
+        let t = t0 as u64;
         assert_eq!(
             got,
             vec![
-                (1, 1000, "api", "api started", Some("info"), false, false),
-                (2, 1001, "api", "api failed badly", Some("error"), false, false),
-                (3, 1002, "db", "{\"msg\":\"db ready\"}", Some("info"), false, true),
-                (4, 1003, "api", "api password=***", Some("warn"), true, false),
-                (5, 1004, "api", "api again", None, false, false),
+                (1, t, "api", "api started", Some("info"), false, false),
+                (2, t + 1, "api", "api failed badly", Some("error"), false, false),
+                (3, t + 2, "db", "{\"msg\":\"db ready\"}", Some("info"), false, true),
+                (4, t + 3, "api", "api password=***", Some("warn"), true, false),
+                (5, t + 4, "api", "api again", None, false, false),
             ]
         );
         assert_eq!(lines[1].message, "\x1b[31mapi failed badly\x1b[0m");
         assert_eq!((lines[0].run, lines[3].run), (1, 2));
         let hits = store.search(&SearchQuery { text: "failed".into(), ..Default::default() }).unwrap();
         assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![2]);
+        // The same once the converted lines are in the index (the writer does that on its own schedule).
+        store.flush_index().unwrap();
+        let hits = store.search(&SearchQuery { text: "failed".into(), ..Default::default() }).unwrap();
+        assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![2], "after indexing");
         // New lines continue after the converted ones.
         store
             .log_sink()
